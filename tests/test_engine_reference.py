@@ -1,0 +1,184 @@
+"""The core against the NumPy float64 reference: loss, gradients, full-batch and minibatch
+SGD steps, finite differences, and exact identities of the dynamics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import reference as ref
+
+import grokescape as ge
+from grokescape._native import core
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    """Elementwise agreement with tolerance rtol * (largest |expected|)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = max(np.max(np.abs(expected)), 1e-300)
+    err = np.max(np.abs(actual - expected)) / scale
+    assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.0e}"
+
+
+def random_case(rng, with_bias, activation="linear", n_members=3):
+    depth = int(rng.integers(1, 6))
+    widths = [int(w) for w in rng.integers(1, 13, size=depth + 1)]
+    n = int(rng.integers(max(widths[0], 1) + 2, 40))
+    x = rng.standard_normal((n, widths[0]))
+    y = rng.standard_normal((n, widths[-1]))
+    data = ge.Dataset(x, y, rng.standard_normal((7, widths[0])), rng.standard_normal((7, widths[-1])))
+    ens = ge.Ensemble(widths, n_members, bias=with_bias, activation=activation,
+                      decay_bias=bool(rng.integers(0, 2)))
+    weights = [rng.standard_normal((n_members, widths[l + 1], widths[l])) / np.sqrt(widths[l])
+               for l in range(depth)]
+    biases = ([0.3 * rng.standard_normal((n_members, widths[l + 1])) for l in range(depth)]
+              if with_bias else None)
+    ens.set_weights(weights, biases)
+    beta = rng.uniform(0, 0.5, size=n_members)
+    lr = rng.uniform(0.001, 0.03, size=n_members)
+    return data, ens, weights, biases, beta, lr
+
+
+def member(arrs, m):
+    return None if arrs is None else [a[m] for a in arrs]
+
+
+CASES = [(seed, seed % 2 == 1, "tanh" if seed % 10 == 9 else "linear") for seed in range(200)]
+
+
+@pytest.mark.parametrize("seed,with_bias,activation", CASES)
+def test_loss_gradients_and_steps_match_reference(seed, with_bias, activation):
+    rng = np.random.default_rng(seed)
+    data, ens, weights, biases, beta, lr = random_case(rng, with_bias, activation)
+    loss = ens.loss(data, beta)
+    gw, gb = ens.gradients(data, beta)
+    for m in range(ens.n_members):
+        w_m, b_m = member(weights, m), member(biases, m)
+        args = (data.x_train, data.y_train, beta[m], ens.decay_bias, activation)
+        assert_rel(loss[m], ref.loss(w_m, b_m, *args), 1e-12, "loss")
+        rgw, rgb = ref.gradients(w_m, b_m, *args)
+        for l in range(ens.depth):
+            assert_rel(gw[l][m], rgw[l], 1e-12, f"grad W{l}")
+            if with_bias:
+                assert_rel(gb[l][m], rgb[l], 1e-12, f"grad b{l}")
+    k = int(rng.integers(1, 6))
+    ens.train(data, k, lr, beta, batch_size=None, n_threads=1)
+    for m in range(ens.n_members):
+        w_m, b_m = member(weights, m), member(biases, m)
+        for _ in range(k):
+            w_m, b_m = ref.sgd_step(w_m, b_m, data.x_train, data.y_train, lr[m], beta[m],
+                                    ens.decay_bias, activation)
+        for l in range(ens.depth):
+            assert_rel(ens.weights[l][m], w_m[l], 1e-12, f"W{l} after {k} steps")
+            if with_bias:
+                assert_rel(ens.biases[l][m], b_m[l], 1e-12, f"b{l} after {k} steps")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_gradients_match_central_finite_differences(seed):
+    rng = np.random.default_rng(1000 + seed)
+    data, ens, weights, biases, beta, _ = random_case(rng, seed % 2 == 0,
+                                                      "tanh" if seed % 3 == 0 else "linear", 1)
+    p0 = ens.params[0].copy()
+    n_p = p0.size
+    probe = ge.Ensemble(ens.widths, 2 * n_p, bias=ens.bias, activation=ens.activation,
+                        decay_bias=ens.decay_bias)
+    h = 1e-5
+    shifts = np.repeat(p0[None, :], 2 * n_p, axis=0)
+    shifts[0::2][np.arange(n_p), np.arange(n_p)] += h
+    shifts[1::2][np.arange(n_p), np.arange(n_p)] -= h
+    probe.set_params(shifts)
+    losses = probe.loss(data, beta[0])
+    fd = (losses[0::2] - losses[1::2]) / (2 * h)
+    gw, gb = ens.gradients(data, beta[0])
+    flat = np.zeros(n_p)
+    lay = ens._layout
+    for l in range(ens.depth):
+        flat[lay.w_offset[l]: lay.w_offset[l] + gw[l][0].size] = gw[l][0].ravel()
+        if ens.bias:
+            flat[lay.b_offset[l]: lay.b_offset[l] + gb[l][0].size] = gb[l][0]
+    assert_rel(fd, flat, 1e-6, "finite differences")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_minibatch_step_uses_epoch_batches_and_obeys_balance_identity(seed):
+    """D_j' = (1 - lr beta)^2 D_j + lr^2 (G_{j+1}^T G_{j+1} - G_j G_j^T) for one minibatch
+    step, with D_j = W_{j+1}^T W_{j+1} - W_j W_j^T and G_j the minibatch data gradient."""
+    rng = np.random.default_rng(2000 + seed)
+    depth = int(rng.integers(2, 6))
+    widths = [int(w) for w in rng.integers(1, 13, size=depth + 1)]
+    n, batch = 50, int(rng.integers(2, 20))
+    data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
+    ens = ge.Ensemble(widths, 3)
+    ens.init_random(seed=seed)
+    lr, beta, sd = 0.01, 0.1, 77
+    # advance to a random step inside some epoch, then check one step
+    t0 = int(rng.integers(0, 3 * (n // batch)))
+    ens.train(data, t0, lr, beta, batch_size=batch, seed=sd)
+    before = [w.copy() for w in ens.weights]
+    ens.train(data, 1, lr, beta, batch_size=batch, seed=sd)
+    assert not ens.diverged.any()
+    per_epoch = n // batch
+    epoch, within = divmod(t0, per_epoch)
+    for m in range(ens.n_members):
+        perm = core.epoch_permutation(sd, m, epoch, n)
+        idx = ref.epoch_batches(perm, batch)[within]
+        w = member(before, m)
+        g, _ = ref.gradients(w, None, data.x_train[idx], data.y_train[idx], 0.0, l2=False)
+        w_new = [ens.weights[l][m] for l in range(depth)]
+        expect_w, _ = ref.sgd_step(w, None, data.x_train[idx], data.y_train[idx], lr, beta)
+        for l in range(depth):
+            assert_rel(w_new[l], expect_w[l], 1e-12, "minibatch step")
+        for j in range(depth - 1):
+            d_old = w[j + 1].T @ w[j + 1] - w[j] @ w[j].T
+            d_new = w_new[j + 1].T @ w_new[j + 1] - w_new[j] @ w_new[j].T
+            predicted = (1 - lr * beta) ** 2 * d_old + lr**2 * (g[j + 1].T @ g[j + 1] - g[j] @ g[j].T)
+            scale = np.abs(w_new[j + 1].T @ w_new[j + 1]).max() + np.abs(w_new[j] @ w_new[j].T).max()
+            assert np.abs(d_new - predicted).max() <= 1e-12 * scale
+
+
+def test_full_batch_is_bitwise_independent_of_seed(rng):
+    data = ge.teacher_data([0.9, 0.8], 64, 16, seed=3)
+    results = []
+    for seed in (0, 1, 2**40):
+        ens = ge.Ensemble([2, 10, 10, 2], 4)
+        ens.init_random(seed=5)
+        ens.train(data, 50, 0.05, 0.1, batch_size=None, seed=seed)
+        results.append(ens.params.copy())
+        ens.init_random(seed=5)
+        ens.train(data, 50, 0.05, 0.1, batch_size=1000, seed=seed)  # B >= n: full batch
+        results.append(ens.params.copy())
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
+
+
+def test_zero_inputs_decay_weights_geometrically_exactly():
+    n = 20
+    rng = np.random.default_rng(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = ge.Dataset(np.zeros((n, 3)), rng.standard_normal((n, 2)))
+    ens = ge.Ensemble([3, 5, 4, 2], 2)
+    ens.init_random(seed=9)
+    w0 = [w.copy() for w in ens.weights]
+    lr, beta, steps = 0.1, 0.3, 37
+    ens.train(data, steps, lr, beta, batch_size=5, seed=1)
+    decay = 1.0 - lr * beta
+    for l in range(3):
+        expected = w0[l].copy()
+        for _ in range(steps):
+            expected = expected * decay
+        assert np.array_equal(ens.weights[l], expected)
+
+
+def test_float32_tracks_float64():
+    data = ge.teacher_data([0.9, 0.8], 256, 64, seed=0)
+    out = {}
+    for dtype in ("float64", "float32"):
+        ens = ge.Ensemble([2, 10, 10, 2], 8, dtype=dtype)
+        ens.init_random(seed=2)
+        hist = ens.train(data, 200, 0.05, 0.05, batch_size=32, seed=4)
+        out[dtype] = hist.train_mse[-1]
+        assert ens.params.dtype == np.dtype(dtype)
+    assert_rel(out["float32"], out["float64"], 1e-4, "float32 vs float64 train MSE")

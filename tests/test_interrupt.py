@@ -1,0 +1,43 @@
+"""Ctrl-C during a long train() returns promptly and leaves a consistent state."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import grokescape as ge
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work():
+    data = ge.teacher_data([0.9, 0.8], 512, 64, seed=0)
+    ens = ge.Ensemble([2, 10, 10, 2], 500)
+    ens.init_random(seed=1)
+    steps = 10**6  # an hour of work: only an interrupt ends this call
+    timer = threading.Timer(0.7, os.kill, args=(os.getpid(), signal.SIGINT))
+    tic = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt, match="interrupted after"):
+        ens.train(data, steps, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2, record_every=1000)
+    elapsed = time.perf_counter() - tic
+    timer.cancel()
+    assert elapsed < 10.0  # a chunk is about 0.25 s of work
+    done = int(ens.steps[0])
+    assert 0 < done < steps and np.all(ens.steps == done)
+    hist = ens.last_history
+    assert hist.interrupted and hist.step[-1] <= done and np.all(np.isfinite(hist.train_mse))
+    # the interrupted state is exactly the state of an uninterrupted run of `done` steps
+    ref = ge.Ensemble([2, 10, 10, 2], 500)
+    ref.init_random(seed=1)
+    ref_hist = ref.train(data, done, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2,
+                         record_every=1000)
+    assert np.array_equal(ref.params, ens.params)
+    n = hist.n_records
+    assert np.array_equal(ref_hist.train_mse[:n], hist.train_mse)
+    # and training on continues the same trajectory
+    ens.train(data, 10, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2)
+    ref.train(data, 10, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2)
+    assert np.array_equal(ref.params, ens.params)
