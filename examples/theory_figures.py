@@ -29,9 +29,9 @@ def main(argv: list[str]) -> None:
     out = Path(argv[1] if len(argv) > 1 else "theory_figures")
     out.mkdir(parents=True, exist_ok=True)
 
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
     plot_landscape(0.8, (0.29, 0.32, 0.35), depth=3, ax=axes[0])
-    plot_landscape(0.8, (0.29, 0.32, 0.35), depth=3, ax=axes[1], coordinate="s")
+    plot_landscape(0.8, (0.29, 0.32, 0.35), depth=3, ax=axes[1], coordinate="s", legend=False)
     fig.savefig(out / "landscape.png", dpi=200)
     plt.close(fig)
 

@@ -48,11 +48,11 @@ def sgd_step(weights, biases, x, y, lr, beta, decay_bias=True, activation="linea
     """One step W <- (1 - lr beta) W - lr grad_data(W) on the batch (x, y)."""
     gw, gb = gradients(weights, biases, x, y, 0.0, decay_bias, activation, l2=False)
     decay = 1.0 - lr * beta
-    new_w = [decay * w - lr * g for w, g in zip(weights, gw)]
+    new_w = [decay * w - lr * g for w, g in zip(weights, gw, strict=True)]
     new_b = None
     if biases is not None:
         bias_decay = decay if decay_bias else 1.0
-        new_b = [bias_decay * b - lr * g for b, g in zip(biases, gb)]
+        new_b = [bias_decay * b - lr * g for b, g in zip(biases, gb, strict=True)]
     return new_w, new_b
 
 

@@ -22,8 +22,10 @@ def data():
 def trained(data, n_members, steps_list, n_threads, **kw):
     ens = ge.Ensemble([2, 10, 10, 2], n_members)
     ens.init_random(seed=3)
-    hists = [ens.train(data, s, 0.05, 0.05, seed=21, n_threads=n_threads, record_every=10, **kw)
-             for s in steps_list]
+    hists = [
+        ens.train(data, s, 0.05, 0.05, seed=21, n_threads=n_threads, record_every=10, **kw)
+        for s in steps_list
+    ]
     return ens, hists
 
 

@@ -27,13 +27,25 @@ def random_case(rng, with_bias, activation="linear", n_members=3):
     n = int(rng.integers(max(widths[0], 1) + 2, 40))
     x = rng.standard_normal((n, widths[0]))
     y = rng.standard_normal((n, widths[-1]))
-    data = ge.Dataset(x, y, rng.standard_normal((7, widths[0])), rng.standard_normal((7, widths[-1])))
-    ens = ge.Ensemble(widths, n_members, bias=with_bias, activation=activation,
-                      decay_bias=bool(rng.integers(0, 2)))
-    weights = [rng.standard_normal((n_members, widths[l + 1], widths[l])) / np.sqrt(widths[l])
-               for l in range(depth)]
-    biases = ([0.3 * rng.standard_normal((n_members, widths[l + 1])) for l in range(depth)]
-              if with_bias else None)
+    data = ge.Dataset(
+        x, y, rng.standard_normal((7, widths[0])), rng.standard_normal((7, widths[-1]))
+    )
+    ens = ge.Ensemble(
+        widths,
+        n_members,
+        bias=with_bias,
+        activation=activation,
+        decay_bias=bool(rng.integers(0, 2)),
+    )
+    weights = [
+        rng.standard_normal((n_members, widths[l + 1], widths[l])) / np.sqrt(widths[l])
+        for l in range(depth)
+    ]
+    biases = (
+        [0.3 * rng.standard_normal((n_members, widths[l + 1])) for l in range(depth)]
+        if with_bias
+        else None
+    )
     ens.set_weights(weights, biases)
     beta = rng.uniform(0, 0.5, size=n_members)
     lr = rng.uniform(0.001, 0.03, size=n_members)
@@ -67,8 +79,9 @@ def test_loss_gradients_and_steps_match_reference(seed, with_bias, activation):
     for m in range(ens.n_members):
         w_m, b_m = member(weights, m), member(biases, m)
         for _ in range(k):
-            w_m, b_m = ref.sgd_step(w_m, b_m, data.x_train, data.y_train, lr[m], beta[m],
-                                    ens.decay_bias, activation)
+            w_m, b_m = ref.sgd_step(
+                w_m, b_m, data.x_train, data.y_train, lr[m], beta[m], ens.decay_bias, activation
+            )
         for l in range(ens.depth):
             assert_rel(ens.weights[l][m], w_m[l], 1e-12, f"W{l} after {k} steps")
             if with_bias:
@@ -78,12 +91,14 @@ def test_loss_gradients_and_steps_match_reference(seed, with_bias, activation):
 @pytest.mark.parametrize("seed", range(12))
 def test_gradients_match_central_finite_differences(seed):
     rng = np.random.default_rng(1000 + seed)
-    data, ens, weights, biases, beta, _ = random_case(rng, seed % 2 == 0,
-                                                      "tanh" if seed % 3 == 0 else "linear", 1)
+    data, ens, weights, biases, beta, _ = random_case(
+        rng, seed % 2 == 0, "tanh" if seed % 3 == 0 else "linear", 1
+    )
     p0 = ens.params[0].copy()
     n_p = p0.size
-    probe = ge.Ensemble(ens.widths, 2 * n_p, bias=ens.bias, activation=ens.activation,
-                        decay_bias=ens.decay_bias)
+    probe = ge.Ensemble(
+        ens.widths, 2 * n_p, bias=ens.bias, activation=ens.activation, decay_bias=ens.decay_bias
+    )
     h = 1e-5
     shifts = np.repeat(p0[None, :], 2 * n_p, axis=0)
     shifts[0::2][np.arange(n_p), np.arange(n_p)] += h
@@ -95,9 +110,9 @@ def test_gradients_match_central_finite_differences(seed):
     flat = np.zeros(n_p)
     lay = ens._layout
     for l in range(ens.depth):
-        flat[lay.w_offset[l]: lay.w_offset[l] + gw[l][0].size] = gw[l][0].ravel()
+        flat[lay.w_offset[l] : lay.w_offset[l] + gw[l][0].size] = gw[l][0].ravel()
         if ens.bias:
-            flat[lay.b_offset[l]: lay.b_offset[l] + gb[l][0].size] = gb[l][0]
+            flat[lay.b_offset[l] : lay.b_offset[l] + gb[l][0].size] = gb[l][0]
     assert_rel(fd, flat, 1e-6, "finite differences")
 
 
@@ -133,8 +148,12 @@ def test_minibatch_step_uses_epoch_batches_and_obeys_balance_identity(seed):
         for j in range(depth - 1):
             d_old = w[j + 1].T @ w[j + 1] - w[j] @ w[j].T
             d_new = w_new[j + 1].T @ w_new[j + 1] - w_new[j] @ w_new[j].T
-            predicted = (1 - lr * beta) ** 2 * d_old + lr**2 * (g[j + 1].T @ g[j + 1] - g[j] @ g[j].T)
-            scale = np.abs(w_new[j + 1].T @ w_new[j + 1]).max() + np.abs(w_new[j] @ w_new[j].T).max()
+            predicted = (1 - lr * beta) ** 2 * d_old + lr**2 * (
+                g[j + 1].T @ g[j + 1] - g[j] @ g[j].T
+            )
+            scale = (
+                np.abs(w_new[j + 1].T @ w_new[j + 1]).max() + np.abs(w_new[j] @ w_new[j].T).max()
+            )
             assert np.abs(d_new - predicted).max() <= 1e-12 * scale
 
 
@@ -182,3 +201,48 @@ def test_float32_tracks_float64():
         out[dtype] = hist.train_mse[-1]
         assert ens.params.dtype == np.dtype(dtype)
     assert_rel(out["float32"], out["float64"], 1e-4, "float32 vs float64 train MSE")
+
+
+SPECIALISED = [
+    ([2, 10, 10, 2], 64, False, "linear"),
+    ([2, 10, 10, 2], 64, True, "tanh"),
+    ([2, 10, 10, 2], 5, True, "linear"),
+    ([2, 10, 10, 10, 2], 32, False, "linear"),
+    ([2, 10, 10, 10, 10, 2], 24, False, "linear"),
+    ([16, 16, 16, 16], 1, False, "linear"),
+    ([16, 16, 16, 16], 16, True, "linear"),
+    ([64, 64, 64, 64], 32, False, "linear"),
+]
+
+
+@pytest.mark.parametrize("widths,batch,with_bias,activation", SPECIALISED)
+def test_compiled_shapes_match_reference_and_generic_kernel(
+    widths, batch, with_bias, activation, monkeypatch
+):
+    """Shapes with compile-time kernels, minibatch steps replayed in the reference."""
+    import grokescape.ensemble as ens_mod
+
+    rng = np.random.default_rng(sum(widths) + batch)
+    n, steps, lr, beta, sd = 100, 7, 0.01, 0.05, 5
+    data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
+    results = []
+    for generic in (False, True):
+        monkeypatch.setattr(ens_mod, "_GENERIC_KERNEL", generic)
+        ens = ge.Ensemble(widths, 2, bias=with_bias, activation=activation)
+        ens.init_random(seed=1)
+        w0 = [w.copy() for w in ens.weights]
+        ens.train(data, steps, lr, beta, batch_size=batch, seed=sd)
+        results.append(ens.params.copy())
+    assert_rel(results[0], results[1], 1e-13, "compiled vs generic kernel")
+    per_epoch = n // batch
+    for m in range(2):
+        w = [a[m] for a in w0]
+        b = [np.zeros(wd) for wd in widths[1:]] if with_bias else None
+        for t in range(steps):
+            perm = core.epoch_permutation(sd, m, t // per_epoch, n)
+            idx = ref.epoch_batches(perm, batch)[t % per_epoch]
+            w, b = ref.sgd_step(
+                w, b, data.x_train[idx], data.y_train[idx], lr, beta, True, activation
+            )
+        for l in range(len(widths) - 1):
+            assert_rel(ens.weights[l][m], w[l], 1e-12, f"W{l}")

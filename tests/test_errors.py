@@ -45,7 +45,9 @@ def test_n_members_not_integer():
         ge.Ensemble([2, 2], 2.0)
 
 
-@pytest.mark.parametrize("dtype,exc", [("float16", ValueError), ("int64", ValueError), ("banana", TypeError)])
+@pytest.mark.parametrize(
+    "dtype,exc", [("float16", ValueError), ("int64", ValueError), ("banana", TypeError)]
+)
 def test_wrong_dtype(dtype, exc):
     with pytest.raises(exc, match="dtype"):
         ge.Ensemble([2, 2], 2, dtype=dtype)
@@ -167,8 +169,10 @@ def test_weight_shapes(ens):
     with pytest.raises(ValueError, match=r"weights\[0\]: expected shape \(10, 2\)"):
         ens.set_weights([np.ones((2, 10)), np.ones((10, 10)), np.ones((2, 10))])
     with pytest.raises(ValueError, match="biases: this ensemble has no biases"):
-        ens.set_weights([np.ones((10, 2)), np.ones((10, 10)), np.ones((2, 10))],
-                        [np.ones(10), np.ones(10), np.ones(2)])
+        ens.set_weights(
+            [np.ones((10, 2)), np.ones((10, 10)), np.ones((2, 10))],
+            [np.ones(10), np.ones(10), np.ones(2)],
+        )
 
 
 def test_float32_overflow_is_refused():

@@ -21,7 +21,9 @@ def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work():
     tic = time.perf_counter()
     timer.start()
     with pytest.raises(KeyboardInterrupt, match="interrupted after"):
-        ens.train(data, steps, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2, record_every=1000)
+        ens.train(
+            data, steps, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2, record_every=1000
+        )
     elapsed = time.perf_counter() - tic
     timer.cancel()
     assert elapsed < 10.0  # a chunk is about 0.25 s of work
@@ -32,8 +34,9 @@ def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work():
     # the interrupted state is exactly the state of an uninterrupted run of `done` steps
     ref = ge.Ensemble([2, 10, 10, 2], 500)
     ref.init_random(seed=1)
-    ref_hist = ref.train(data, done, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2,
-                         record_every=1000)
+    ref_hist = ref.train(
+        data, done, 0.05, 0.1, batch_size=64, temperature=1e-4, seed=2, record_every=1000
+    )
     assert np.array_equal(ref.params, ens.params)
     n = hist.n_records
     assert np.array_equal(ref_hist.train_mse[:n], hist.train_mse)

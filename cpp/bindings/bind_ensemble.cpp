@@ -64,7 +64,7 @@ void bind_for(py::module_& m) {
          const Array<double>& mode_out, const Array<double>& mode_in,
          const Array<double>& mode_eta, Array<double>& train_mse, Array<double>& test_mse,
          Array<double>& loss, Array<double>& lam, Array<double>& sv, Array<double>& energy,
-         Array<std::int64_t>& diverged_at, int n_threads) {
+         Array<std::int64_t>& diverged_at, int n_threads, bool generic_kernel) {
         const Index n_members = steps.size();
         const Index stages = stage_end.size();
         ge::EnsembleRef<Scalar> ens{mutable_data(params, n_members * layout.n_params, "params"),
@@ -86,6 +86,7 @@ void bind_for(py::module_& m) {
         opt.run_offset = run_offset;
         opt.n_steps = n_steps;
         opt.n_threads = n_threads;
+        opt.generic_kernel = generic_kernel;
         const auto train = data_ref(layout, x_train, y_train, "train data");
         const auto test = data_ref(layout, x_test, y_test, "test data");
         py::gil_scoped_release release;
@@ -102,7 +103,8 @@ void bind_for(py::module_& m) {
       py::arg("mode_in").noconvert(), py::arg("mode_eta").noconvert(),
       py::arg("train_mse").noconvert(), py::arg("test_mse").noconvert(),
       py::arg("loss").noconvert(), py::arg("lam").noconvert(), py::arg("sv").noconvert(),
-      py::arg("energy").noconvert(), py::arg("diverged_at").noconvert(), py::arg("n_threads"));
+      py::arg("energy").noconvert(), py::arg("diverged_at").noconvert(), py::arg("n_threads"),
+      py::arg("generic_kernel") = false);
 
   m.def(
       "evaluate",

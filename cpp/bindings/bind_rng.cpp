@@ -6,6 +6,7 @@
 #include "arrays.hpp"
 #include "grokescape/parallel.hpp"
 #include "grokescape/minibatch.hpp"
+#include "grokescape/normal.hpp"
 #include "grokescape/philox.hpp"
 
 namespace py = pybind11;
@@ -50,10 +51,9 @@ void bind_rng(py::module_& m) {
         double* o = out.mutable_data();
         py::gil_scoped_release release;
         grokescape::parallel_members(
-            streams.size(), n_threads, 64, [] { return 0; },
-            [&](int, grokescape::Index m) {
-              grokescape::DrawStream draws(seed, s[m], step, purpose);
-              for (py::ssize_t j = 0; j < n; ++j) o[m * n + j] = draws.normal();
+            streams.size(), n_threads, 64, [] { return grokescape::NormalSource(); },
+            [&](grokescape::NormalSource& normals, grokescape::Index m) {
+              normals.fill(seed, s[m], step, purpose, o + m * n, n);
             });
       },
       py::arg("seed"), py::arg("streams").noconvert(), py::arg("step"), py::arg("purpose"),

@@ -71,7 +71,9 @@ class Dataset:
         self.y_train = _checks.finite_array(y_train, "y_train", ndim=2)
         n, d_in = self.x_train.shape
         if n < 1 or d_in < 1:
-            raise ValueError(f"x_train: expected a non-empty (n, d_in) array, got {self.x_train.shape}")
+            raise ValueError(
+                f"x_train: expected a non-empty (n, d_in) array, got {self.x_train.shape}"
+            )
         if self.y_train.shape[0] != n or self.y_train.shape[1] < 1:
             raise ValueError(
                 f"y_train: expected shape ({n}, d_out) to match x_train, got {self.y_train.shape}"
@@ -256,13 +258,17 @@ def teacher_data(
     if eta_arr.size < 1:
         raise ValueError("eta: expected at least one mode strength")
     if np.any(np.abs(eta_arr) >= 1):
-        raise ValueError(f"eta: every |eta_i| must be < 1 (positive definite covariance), got {eta_arr}")
+        raise ValueError(
+            f"eta: every |eta_i| must be < 1 (positive definite covariance), got {eta_arr}"
+        )
     n_train = _checks.integer(n_train, "n_train", minimum=1)
     n_test = _checks.integer(n_test, "n_test", minimum=0)
     seed = _checks.seed(seed)
     d = eta_arr.size
     if exact_moments and n_train < 2 * d:
-        raise ValueError(f"n_train: exact_moments needs n_train >= 2 * len(eta) = {2 * d}, got {n_train}")
+        raise ValueError(
+            f"n_train: exact_moments needs n_train >= 2 * len(eta) = {2 * d}, got {n_train}"
+        )
     rng = np.random.default_rng(seed)
     if pool is not None:
         pool = _checks.integer(pool, "pool", minimum=1)

@@ -27,6 +27,8 @@ _SAMPLING = {"epoch": core.Sampling.epoch, "replacement": core.Sampling.replacem
 _INIT_SCHEMES = ("fan_in", "paper")
 # Target wall time of one call into the core: Ctrl-C and progress bars act between calls.
 _CHUNK_SECONDS = 0.25
+# Tests set this to run the run-time-size kernel where a compiled shape would match.
+_GENERIC_KERNEL = False
 
 
 def _resolve_threads(n_threads: int | None) -> int:
@@ -100,7 +102,9 @@ class Ensemble:
             raise ValueError(f"dtype: expected 'float64' or 'float32', got {dt.name!r}")
         self.dtype = dt
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(
+                f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
         self.activation = activation
         self.bias = bool(bias)
         self.decay_bias = bool(decay_bias)
@@ -198,25 +202,46 @@ class Ensemble:
         Resets each member's step counter to 0 and clears divergence flags.
         """
         if len(weights) != self.depth:
-            raise ValueError(f"weights: expected {self.depth} arrays (one per layer), got {len(weights)}")
+            raise ValueError(
+                f"weights: expected {self.depth} arrays (one per layer), got {len(weights)}"
+            )
         new = np.zeros_like(self._params)
         lay = self._layout
         for l, w in enumerate(weights):
             shape = (self.widths[l + 1], self.widths[l])
-            self._place(new, _checks.finite_array(w, f"weights[{l}]"), lay.w_offset[l], shape, f"weights[{l}]")
+            self._place(
+                new,
+                _checks.finite_array(w, f"weights[{l}]"),
+                lay.w_offset[l],
+                shape,
+                f"weights[{l}]",
+            )
         if biases is not None:
             if not self.bias:
                 raise ValueError("biases: this ensemble has no biases (create it with bias=True)")
             if len(biases) != self.depth:
-                raise ValueError(f"biases: expected {self.depth} arrays (one per layer), got {len(biases)}")
+                raise ValueError(
+                    f"biases: expected {self.depth} arrays (one per layer), got {len(biases)}"
+                )
             for l, b in enumerate(biases):
                 shape = (self.widths[l + 1],)
-                self._place(new, _checks.finite_array(b, f"biases[{l}]"), lay.b_offset[l], shape, f"biases[{l}]")
+                self._place(
+                    new,
+                    _checks.finite_array(b, f"biases[{l}]"),
+                    lay.b_offset[l],
+                    shape,
+                    f"biases[{l}]",
+                )
         self._params[...] = new
         self._reset_state()
 
     def _place(
-        self, dest: NDArray[Any], arr: NDArray[np.float64], start: int, shape: tuple[int, ...], name: str
+        self,
+        dest: NDArray[Any],
+        arr: NDArray[np.float64],
+        start: int,
+        shape: tuple[int, ...],
+        name: str,
     ) -> None:
         size = int(np.prod(shape))
         with np.errstate(over="ignore"):
@@ -225,8 +250,13 @@ class Ensemble:
             raise ValueError(f"{name}: values overflow float32")
 
     def _place_values(
-        self, dest: NDArray[Any], arr: NDArray[np.float64], start: int, size: int,
-        shape: tuple[int, ...], name: str,
+        self,
+        dest: NDArray[Any],
+        arr: NDArray[np.float64],
+        start: int,
+        size: int,
+        shape: tuple[int, ...],
+        name: str,
     ) -> None:
         if arr.shape == shape:
             dest[:, start : start + size] = arr.reshape(1, size)
@@ -243,7 +273,8 @@ class Ensemble:
         arr = _checks.finite_array(params, "params")
         if arr.shape not in ((self.n_params,), (self.n_members, self.n_params)):
             raise ValueError(
-                f"params: expected shape ({self.n_params},) or ({self.n_members}, {self.n_params}), "
+                f"params: expected shape ({self.n_params},) or "
+                f"({self.n_members}, {self.n_params}), "
                 f"got {arr.shape}"
             )
         self._params[...] = arr
@@ -284,7 +315,9 @@ class Ensemble:
                 raise ValueError(f"std: expected a standard deviation >= 0, got {value}")
             stds = [value] * self.depth
         draws = np.empty((self.n_members, self.n_params), dtype=np.float64)
-        core.standard_normal(seed, self._streams, 0, core.Purpose.init, draws, _resolve_threads(None))
+        core.standard_normal(
+            seed, self._streams, 0, core.Purpose.init, draws, _resolve_threads(None)
+        )
         new = np.zeros((self.n_members, self.n_params), dtype=np.float64)
         lay = self._layout
         for l in range(self.depth):
@@ -333,25 +366,48 @@ class Ensemble:
         beta_arr = _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
         out = self._evaluate(data, beta_arr, _resolve_threads(n_threads))
         hist = History(
-            step=np.zeros(1, dtype=np.int64), epoch=np.zeros(1), start_step=self._steps.copy(),
-            train_mse=out["train_mse"][None], test_mse=out["test_mse"][None],
-            loss=out["loss"][None], lam=out["lam"][None], singular_values=out["sv"][None],
+            step=np.zeros(1, dtype=np.int64),
+            epoch=np.zeros(1),
+            start_step=self._steps.copy(),
+            train_mse=out["train_mse"][None],
+            test_mse=out["test_mse"][None],
+            loss=out["loss"][None],
+            lam=out["lam"][None],
+            singular_values=out["sv"][None],
             energy=out["energy"][None],
-            diverged=self.diverged, diverged_step=np.full(self.n_members, -1, dtype=np.int64),
+            diverged=self.diverged,
+            diverged_step=np.full(self.n_members, -1, dtype=np.int64),
         )
         return hist.final().drop(columns=["step", "epoch"])
 
-    def _evaluate(self, data: Dataset, beta: NDArray[np.float64], n_threads: int) -> dict[str, NDArray[np.float64]]:
+    def _evaluate(
+        self, data: Dataset, beta: NDArray[np.float64], n_threads: int
+    ) -> dict[str, NDArray[np.float64]]:
         x_tr, y_tr, x_te, y_te = data.arrays(self.dtype)
         out = self._observable_arrays(1, data.n_modes)
         core.evaluate(
-            self._layout, self._params, x_tr, y_tr, x_te, y_te, beta, self.decay_bias,
-            *self._modes(data), out["train_mse"], out["test_mse"], out["loss"], out["lam"],
-            out["sv"], out["energy"], n_threads,
+            self._layout,
+            self._params,
+            x_tr,
+            y_tr,
+            x_te,
+            y_te,
+            beta,
+            self.decay_bias,
+            *self._modes(data),
+            out["train_mse"],
+            out["test_mse"],
+            out["loss"],
+            out["lam"],
+            out["sv"],
+            out["energy"],
+            n_threads,
         )
         return {k: v[0] for k, v in out.items()}
 
-    def loss(self, data: Dataset, beta: ArrayLike, *, n_threads: int | None = None) -> NDArray[np.float64]:
+    def loss(
+        self, data: Dataset, beta: ArrayLike, *, n_threads: int | None = None
+    ) -> NDArray[np.float64]:
         """Total training loss of every member, shape (M,):
         1/(2n) sum_n ||y_n - f(x_n)||^2 + beta/2 sum_l ||W_l||^2 (+ beta/2 ||b||^2 with
         ``decay_bias``), exact over the whole training set."""
@@ -374,18 +430,29 @@ class Ensemble:
         beta_arr = _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
         x_tr, y_tr, _, _ = data.arrays(self.dtype)
         grads = np.zeros_like(self._params)
-        core.gradients(self._layout, self._params, x_tr, y_tr, beta_arr, self.decay_bias, grads,
-                       _resolve_threads(n_threads))
+        core.gradients(
+            self._layout,
+            self._params,
+            x_tr,
+            y_tr,
+            beta_arr,
+            self.decay_bias,
+            grads,
+            _resolve_threads(n_threads),
+        )
         lay, m = self._layout, self.n_members
         w = [
             grads[:, lay.w_offset[l] : lay.w_offset[l] + self.widths[l + 1] * self.widths[l]]
-            .reshape(m, self.widths[l + 1], self.widths[l]).copy()
+            .reshape(m, self.widths[l + 1], self.widths[l])
+            .copy()
             for l in range(self.depth)
         ]
         b = None
         if self.bias:
-            b = [grads[:, lay.b_offset[l] : lay.b_offset[l] + self.widths[l + 1]].copy()
-                 for l in range(self.depth)]
+            b = [
+                grads[:, lay.b_offset[l] : lay.b_offset[l] + self.widths[l + 1]].copy()
+                for l in range(self.depth)
+            ]
         return w, b
 
     # ------------------------------------------------------------------ training
@@ -450,7 +517,9 @@ class Ensemble:
         beta_arr = _checks.per_member(beta, "beta", m, low=0.0, low_inclusive=True)
         temp_arr = _checks.per_member(temperature, "temperature", m, low=0.0, low_inclusive=True)
         stages = _Stages(
-            end=np.array([steps], dtype=np.int64), lr=lr_arr[None, :], beta=beta_arr[None, :],
+            end=np.array([steps], dtype=np.int64),
+            lr=lr_arr[None, :],
+            beta=beta_arr[None, :],
             temperature=temp_arr[None, :],
         )
         record_every = _checks.integer(record_every, "record_every", minimum=0)
@@ -461,8 +530,14 @@ class Ensemble:
         else:
             record_at = np.array([steps], dtype=np.int64)
         return self._run(
-            data, stages, record_at.astype(np.int64), batch_size=batch_size, sampling=sampling,
-            seed=seed, n_threads=n_threads, progress=progress,
+            data,
+            stages,
+            record_at.astype(np.int64),
+            batch_size=batch_size,
+            sampling=sampling,
+            seed=seed,
+            n_threads=n_threads,
+            progress=progress,
         )
 
     def _check_record_memory(self, n_rec: int, data: Dataset) -> None:
@@ -510,7 +585,9 @@ class Ensemble:
         was_diverged = self._diverged.astype(bool)
         modes = self._modes(data)
         stage_end = np.ascontiguousarray(stages.end)
-        lr, beta, temp = (np.ascontiguousarray(a) for a in (stages.lr, stages.beta, stages.temperature))
+        lr, beta, temp = (
+            np.ascontiguousarray(a) for a in (stages.lr, stages.beta, stages.temperature)
+        )
         chunk = max(1, min(total, int(2e5 // self.n_members) or 1))
         interrupted = False
         bar = tqdm(total=total, unit="step", disable=not progress, desc="train", leave=False)
@@ -520,11 +597,36 @@ class Ensemble:
                 n = min(chunk, total - done)
                 tic = time.perf_counter()
                 core.train(
-                    self._layout, self._params, self._steps, self._diverged, self._streams,
-                    x_tr, y_tr, x_te, y_te, stage_end, lr, beta, temp, core_batch,
-                    _SAMPLING[sampling], seed, self.decay_bias, done, n, record_at, *modes,
-                    rec["train_mse"], rec["test_mse"], rec["loss"], rec["lam"], rec["sv"],
-                    rec["energy"], diverged_at, threads,
+                    self._layout,
+                    self._params,
+                    self._steps,
+                    self._diverged,
+                    self._streams,
+                    x_tr,
+                    y_tr,
+                    x_te,
+                    y_te,
+                    stage_end,
+                    lr,
+                    beta,
+                    temp,
+                    core_batch,
+                    _SAMPLING[sampling],
+                    seed,
+                    self.decay_bias,
+                    done,
+                    n,
+                    record_at,
+                    *modes,
+                    rec["train_mse"],
+                    rec["test_mse"],
+                    rec["loss"],
+                    rec["lam"],
+                    rec["sv"],
+                    rec["energy"],
+                    diverged_at,
+                    threads,
+                    _GENERIC_KERNEL,
                 )
                 elapsed = time.perf_counter() - tic
                 done += n
@@ -558,17 +660,29 @@ class Ensemble:
             diverged_step=diverged_at,
             interrupted=interrupted,
             settings={
-                "lr": stages.lr, "beta": stages.beta, "temperature": stages.temperature,
-                "stage_end": stages.end, "batch_size": batch_size, "sampling": sampling,
-                "seed": seed, "n_train": data.n_train, "batches_per_epoch": per_epoch,
-                "widths": list(self.widths), "dtype": self.dtype.name, "bias": self.bias,
-                "decay_bias": self.decay_bias, "activation": self.activation,
+                "lr": stages.lr,
+                "beta": stages.beta,
+                "temperature": stages.temperature,
+                "stage_end": stages.end,
+                "batch_size": batch_size,
+                "sampling": sampling,
+                "seed": seed,
+                "n_train": data.n_train,
+                "batches_per_epoch": per_epoch,
+                "widths": list(self.widths),
+                "dtype": self.dtype.name,
+                "bias": self.bias,
+                "decay_bias": self.decay_bias,
+                "activation": self.activation,
             },
         )
         self.last_history = hist
         if newly.any():
-            logger.warning("%d of %d members diverged (non-finite parameters) and stopped",
-                           int(newly.sum()), self.n_members)
+            logger.warning(
+                "%d of %d members diverged (non-finite parameters) and stopped",
+                int(newly.sum()),
+                self.n_members,
+            )
         if interrupted:
             raise KeyboardInterrupt(
                 f"training interrupted after {done} of {total} steps; the ensemble holds that "

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+from scipy import optimize
 from scipy import stats as sps
 
 __all__ = [
@@ -87,7 +87,7 @@ def _check_arrays(
         )
     if e.dtype != np.bool_:
         try:
-            ok = np.isin(e, (0, 1)).all()
+            ok = bool(np.isin(e, (0, 1)).all())
         except TypeError:
             ok = False
         if not ok:
@@ -455,9 +455,9 @@ def _weibull_profile_loglik(log_k: float, log_t: Array, log_t_ev: Array, d: int)
     l(k) = D ln k - D ln(sum_i t_i^k / D) + (k - 1) sum_events ln t - D.
     """
     k = np.exp(log_k)
-    return float(
-        d * log_k - d * (special.logsumexp(k * log_t) - np.log(d)) + (k - 1) * log_t_ev.sum() - d
-    )
+    # times are scaled so that max ln t = 0: the sum is >= 1 and cannot underflow
+    log_sum = np.log(np.exp(k * log_t).sum())
+    return float(d * log_k - d * (log_sum - np.log(d)) + (k - 1) * log_t_ev.sum() - d)
 
 
 def exponential_check(
@@ -548,9 +548,9 @@ def exponential_check(
     pvalue = float(sps.chi2.sf(stat, 1))
     rate = _rate_from_counts(ts.size, d, exposure, confidence)
     # Kaplan-Meier of the post-lag times against exp(-r s): compare both sides of each step
-    km = survival_curve(ts, es, confidence=confidence)
-    s_fit = np.exp(-rate.rate * km["time"].to_numpy())
-    s_km = km["survival"].to_numpy()
+    km = sps.ecdf(sps.CensoredData(uncensored=ts[es], right=ts[~es])).sf
+    s_fit = np.exp(-rate.rate * np.asarray(km.quantiles))
+    s_km = np.asarray(km.probabilities)
     s_before = np.concatenate([[1.0], s_km[:-1]])
     max_dev = float(np.max(np.maximum(np.abs(s_km - s_fit), np.abs(s_before - s_fit))))
     return ExponentialCheck(
@@ -626,7 +626,7 @@ def _start(z: Array, y: Array, offset: Array) -> Array:
     target = offset - np.log(w)  # ln tau estimate
     sw = np.sqrt(w)
     theta, *_ = np.linalg.lstsq(z * sw[:, None], target * sw, rcond=None)
-    return theta
+    return np.asarray(theta, dtype=np.float64)
 
 
 def _fit_counts(z: Array, y: Array, offset: Array) -> tuple[Array, float]:
@@ -1016,8 +1016,8 @@ def arrhenius_fit(
     if log_prefactor_term and np.any(ux <= 0):
         raise ValueError("x: log_prefactor_term needs x > 0 (T proportional to 1/x)")
     n = np.bincount(inv, minlength=k)
-    events = np.bincount(inv, weights=e, minlength=k)
-    exposure = np.bincount(inv, weights=t, minlength=k)
+    events = np.bincount(inv, weights=e, minlength=k).astype(np.float64)
+    exposure = np.bincount(inv, weights=t, minlength=k).astype(np.float64)
     if events.sum() == 0:
         raise ValueError("data: no escapes at any x; an Arrhenius fit needs events")
     if np.count_nonzero(events) < 2:

@@ -692,8 +692,10 @@ def kramers_escape_time(
     valid = (b > 0) & (e > 0) & (b < _spinodal(e, depth))
     s_sad = np.where(valid, sp.s_saddle, 0.0)
     ones = np.ones(depth)
-    ev_trap = np.linalg.eigvalsh(chain_hessian(np.zeros(e.shape + (depth,)), e, b))
-    ev_sad = np.linalg.eigvalsh(chain_hessian(s_sad[..., None] * ones, e, b))
+    ev_trap: Array = np.linalg.eigvalsh(chain_hessian(np.zeros(e.shape + (depth,)), e, b)).astype(
+        float
+    )
+    ev_sad: Array = np.linalg.eigvalsh(chain_hessian(s_sad[..., None] * ones, e, b)).astype(float)
     ev_sad = np.where(valid[..., None], ev_sad, np.nan)
     ev_trap = np.where(valid[..., None], ev_trap, np.nan)
     mu_u = ev_sad[..., 0]
@@ -729,8 +731,14 @@ def _pinv_sym(a: Array) -> Array:
     return (evecs * inv) @ evecs.T
 
 
-def _mode_lambdas(dataset: Dataset, lambdas: ArrayLike) -> Array:
-    lam = _real(lambdas, "lambdas")
+def _mode_lambdas(dataset: Dataset, lambdas: ArrayLike, allow_nan: bool = False) -> Array:
+    try:
+        lam = np.asarray(lambdas, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lambdas: expected an array of real numbers ({exc})") from None
+    bad = np.isinf(lam) if allow_nan else ~np.isfinite(lam)
+    if np.any(bad):
+        raise ValueError("lambdas: contains " + ("inf" if allow_nan else "NaN or inf"))
     if lam.ndim < 1 or lam.shape[-1] != dataset.n_modes:
         raise ValueError(
             f"lambdas: expected shape (..., {dataset.n_modes}) (one per mode), got {lam.shape}"
@@ -778,7 +786,7 @@ def state_mse(dataset: Dataset, lambdas: ArrayLike) -> tuple[Array, Array]:
     train_mse, test_mse : ndarray, shape (...)
         test_mse is NaN when the data set has no test set.
     """
-    lam = _mode_lambdas(dataset, lambdas)
+    lam = _mode_lambdas(dataset, lambdas, allow_nan=True)
     bad = np.any(np.isnan(lam), axis=-1)
     w = aligned_map(dataset, np.where(np.isnan(lam), 0.0, lam))
 

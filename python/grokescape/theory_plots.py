@@ -55,6 +55,7 @@ def plot_landscape(
     ax: Axes | None = None,
     convention: str = "consistent",
     coordinate: str = "lambda",
+    legend: bool = True,
 ) -> Axes:
     """The per-mode loss relative to the trap, E - E(0), for a few betas (paper Fig. 2a).
 
@@ -71,6 +72,8 @@ def plot_landscape(
         Form of the regulariser (:func:`grokescape.theory.energy`).
     coordinate : {"lambda", "s"}
         Plot against the end-to-end amplitude lambda or the per-layer amplitude s.
+    legend : bool
+        Draw the legend, outside the axes on the right (the curves fill the inside).
 
     Returns
     -------
@@ -95,7 +98,9 @@ def plot_landscape(
     points: dict[str, tuple[list[float], list[float]]] = {
         k: ([], []) for k in ("trap", "saddle", "minimum")
     }
-    for beta, color, i in zip(beta_list, _colors(len(beta_list)), range(len(beta_list)), strict=True):
+    for beta, color, i in zip(
+        beta_list, _colors(len(beta_list)), range(len(beta_list)), strict=True
+    ):
         special = {
             "trap": sp.s_trap[i] if in_s else sp.trap[i],
             "saddle": sp.s_saddle[i] if in_s else sp.saddle[i],
@@ -109,19 +114,36 @@ def plot_landscape(
             y = theory.energy_per_layer(x, eta_f, beta, depth, convention) - e0
         else:
             y = theory.energy(x, eta_f, beta, depth, convention) - e0
-        ax.plot(x, y, color=color, lw=1.6, label=rf"$\beta = {_fmt(beta)}$", gid=f"curve:beta={_fmt(beta)}")
+        ax.plot(
+            x,
+            y,
+            color=color,
+            lw=1.6,
+            label=rf"$\beta = {_fmt(beta)}$",
+            gid=f"curve:beta={_fmt(beta)}",
+        )
         for kind, xv in special.items():
             if np.isfinite(xv):
                 points[kind][0].append(float(xv))
                 points[kind][1].append(float(y[np.searchsorted(x, xv)]))
-    styles = {
+    styles: dict[str, dict[str, Any]] = {
         "trap": {"marker": "s", "mfc": "white", "label": r"trap ($\lambda = 0$)"},
         "saddle": {"marker": "^", "mfc": "white", "label": "saddle (barrier top)"},
         "minimum": {"marker": "o", "mfc": "black", "label": "learned minimum"},
     }
     for kind, (xs, ys) in points.items():
         if xs:
-            ax.plot(xs, ys, ls="none", mec="black", ms=6, zorder=3, clip_on=False, gid=kind, **styles[kind])
+            ax.plot(
+                xs,
+                ys,
+                ls="none",
+                mec="black",
+                ms=6,
+                zorder=3,
+                clip_on=False,
+                gid=kind,
+                **styles[kind],
+            )
     xlabel = r"per-layer amplitude $s$" if in_s else r"end-to-end amplitude $\lambda$"
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"$E(s) - E(0)$" if in_s else r"$E(\lambda) - E(0)$")
@@ -135,7 +157,8 @@ def plot_landscape(
     ax.set_ylim(bottom - 0.12 * span, top + 0.25 * span)
     title = "as printed (Eq. 1)" if convention == "as_printed" else "consistent"
     ax.set_title(rf"$\eta = {_fmt(eta_f)}$, $L = {depth}$ ({title} regulariser)", fontsize="medium")
-    ax.legend(frameon=False, fontsize="small", loc="best")
+    if legend:
+        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -194,18 +217,44 @@ def plot_bifurcation(
         sp = theory.stationary_points(eta, grid, depth)
         tag = f"eta={_fmt(eta)}"
         has = np.isfinite(sp.minimum)
-        ax.plot(grid[has], sp.minimum[has], color=color, lw=1.8, label=rf"$\eta = {_fmt(eta)}$", gid=f"learned:{tag}")
+        ax.plot(
+            grid[has],
+            sp.minimum[has],
+            color=color,
+            lw=1.8,
+            label=rf"$\eta = {_fmt(eta)}$",
+            gid=f"learned:{tag}",
+        )
         if depth >= 3:
             has = np.isfinite(sp.saddle)
             ax.plot(grid[has], sp.saddle[has], color=color, lw=1.4, ls="--", gid=f"saddle:{tag}")
         if depth >= 2:
             bc = float(theory.spinodal_beta(eta, depth))
             lam_c = float(theory.stationary_points(eta, bc, depth).minimum)
-            ax.plot([bc], [lam_c], ls="none", marker="o", ms=6, mfc="white", mec=color, mew=1.5, zorder=3, gid=f"spinodal:{tag}")
+            ax.plot(
+                [bc],
+                [lam_c],
+                ls="none",
+                marker="o",
+                ms=6,
+                mfc="white",
+                mec=color,
+                mew=1.5,
+                zorder=3,
+                gid=f"spinodal:{tag}",
+            )
         if depth >= 3:
             bs = float(theory.coexistence_beta(eta, depth))
             lam_s = float(theory.stationary_points(eta, bs, depth).minimum)
-            ax.plot([bs, bs], [0.0, lam_s], color=color, lw=1.0, ls=":", zorder=1, gid=f"coexistence:{tag}")
+            ax.plot(
+                [bs, bs],
+                [0.0, lam_s],
+                color=color,
+                lw=1.0,
+                ls=":",
+                zorder=1,
+                gid=f"coexistence:{tag}",
+            )
     ax.set_xlim(grid.min(), grid.max())
     ax.set_ylim(bottom=-0.03 * float(np.max(eta_a)))
     ax.set_xlabel(r"weight decay $\beta$")
@@ -216,10 +265,19 @@ def plot_bifurcation(
     if depth >= 3:
         proxies.append(Line2D([], [], color="0.3", lw=1.4, ls="--", label="saddle (unstable)"))
     if depth >= 2:
-        proxies.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3", label=r"spinodal $\beta_c$"))
+        proxies.append(
+            Line2D(
+                [], [], ls="none", marker="o", mfc="white", mec="0.3", label=r"spinodal $\beta_c$"
+            )
+        )
     if depth >= 3:
         proxies.append(Line2D([], [], color="0.3", lw=1.0, ls=":", label=r"coexistence $\beta^*$"))
-    ax.legend(handles + proxies, labels + [p.get_label() for p in proxies], frameon=False, fontsize="small")
+    ax.legend(
+        [*handles, *proxies],
+        [*labels, *(str(p.get_label()) for p in proxies)],
+        frameon=False,
+        fontsize="small",
+    )
     return ax
 
 
@@ -266,16 +324,42 @@ def plot_phase_diagram(
         for eta, color in zip(eta_a, colors, strict=True):
             bs = float(theory.coexistence_beta(eta, depth))
             bc = float(theory.spinodal_beta(eta, depth))
-            patch = ax.axvspan(bs, bc, color=color, alpha=0.18, lw=0, gid=f"hysteresis:eta={_fmt(eta)}")
-            handles.append(Patch(color=color, alpha=0.3, label=rf"$[\beta^*, \beta_c]$, $\eta = {_fmt(eta)}$"))
+            patch = ax.axvspan(
+                bs, bc, color=color, alpha=0.18, lw=0, gid=f"hysteresis:eta={_fmt(eta)}"
+            )
+            handles.append(
+                Patch(color=color, alpha=0.3, label=rf"$[\beta^*, \beta_c]$, $\eta = {_fmt(eta)}$")
+            )
             del patch
-    (g,) = ax.plot(per_beta.index, per_beta["global_rank"], drawstyle="steps-post", color="black", lw=1.8, label="global minimum", gid="global_rank")
-    (m,) = ax.plot(per_beta.index, per_beta["max_stable_rank"], drawstyle="steps-post", color="tab:red", lw=1.4, ls="--", label="highest locally stable rank", gid="max_stable_rank")
+    (g,) = ax.plot(
+        per_beta.index,
+        per_beta["global_rank"],
+        drawstyle="steps-post",
+        color="black",
+        lw=1.8,
+        label="global minimum",
+        gid="global_rank",
+    )
+    (m,) = ax.plot(
+        per_beta.index,
+        per_beta["max_stable_rank"],
+        drawstyle="steps-post",
+        color="tab:red",
+        lw=1.4,
+        ls="--",
+        label="highest locally stable rank",
+        gid="max_stable_rank",
+    )
     ax.set_xlim(grid.min(), grid.max())
     ax.set_ylim(-0.15, len(eta_a) + 0.35)
     ax.set_yticks(np.arange(len(eta_a) + 1))
     ax.set_xlabel(r"weight decay $\beta$")
     ax.set_ylabel("rank (modes learned)")
     ax.set_title(f"$L = {depth}$", fontsize="medium")
-    ax.legend([g, m, *handles], [g.get_label(), m.get_label(), *[h.get_label() for h in handles]], frameon=False, fontsize="small")
+    ax.legend(
+        [g, m, *handles],
+        [str(g.get_label()), str(m.get_label()), *(str(h.get_label()) for h in handles)],
+        frameon=False,
+        fontsize="small",
+    )
     return ax

@@ -19,7 +19,7 @@ void evaluate(const Layout& layout, const Scalar* params, Index n_members,
   auto run = [&](auto act) {
     constexpr Activation Act = decltype(act)::value;
     parallel_members(
-        n_members, n_threads, 16, [&] { return Workspace<Scalar>(layout, capacity, 0); },
+        n_members, n_threads, 16, [&] { return Workspace<Scalar>(layout, capacity); },
         [&](Workspace<Scalar>& ws, Index m) {
           evaluate_member<Scalar, Act>(layout, params + m * layout.n_params, train, test,
                                        out.modes, beta[m], decay_bias, ws,
@@ -43,7 +43,7 @@ void gradients(const Layout& layout, const Scalar* params, Index n_members,
     constexpr Activation Act = decltype(act)::value;
     parallel_members(
         n_members, n_threads, 16,
-        [&] { return Workspace<Scalar>(layout, std::max<Index>(1, train.n), 0); },
+        [&] { return Workspace<Scalar>(layout, std::max<Index>(1, train.n)); },
         [&](Workspace<Scalar>& ws, Index m) {
           const Scalar* p = params + m * P;
           Scalar* g = grads + m * P;

@@ -10,9 +10,9 @@
 
 #include <cstdint>
 #include <numeric>
+#include <vector>
 
-#include "grokescape/network.hpp"
-#include "grokescape/observables.hpp"
+#include "grokescape/layout.hpp"
 #include "grokescape/philox.hpp"
 
 namespace grokescape {
@@ -39,32 +39,38 @@ inline void epoch_permutation(std::uint64_t seed, std::uint64_t stream, std::uin
   }
 }
 
-// Copies the samples of a member's minibatch at absolute step `step` into ws.x_batch and
-// ws.y_batch (first batch_size columns). Not used for full batches.
-template <class Scalar>
-void gather_batch(const Layout& layout, const BatchPlan& plan, const DataRef<Scalar>& data,
-                  std::uint64_t stream, std::int64_t step, Workspace<Scalar>& ws) {
-  const Index b = plan.batch_size;
-  const Index d_in = layout.d_in(), d_out = layout.d_out();
-  auto copy_sample = [&](Index col, Index sample) {
-    for (Index i = 0; i < d_in; ++i) ws.x_batch(i, col) = data.x[sample * d_in + i];
-    for (Index i = 0; i < d_out; ++i) ws.y_batch(i, col) = data.y[sample * d_out + i];
-  };
-  if (plan.sampling == Sampling::kReplacement) {
-    DrawStream draws(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kReplacement);
-    for (Index c = 0; c < b; ++c)
-      copy_sample(c, static_cast<Index>(draws.below(static_cast<std::uint64_t>(data.n))));
-    return;
+// Produces the sample indices of minibatches; keeps the current epoch's permutation.
+class BatchSampler {
+ public:
+  BatchSampler(const BatchPlan& plan, Index n_train)
+      : plan_(plan), n_(n_train), perm_(static_cast<std::size_t>(n_train)),
+        drawn_(static_cast<std::size_t>(plan.full() ? 0 : plan.batch_size)) {}
+
+  // Indices of the batch of member stream `stream` at its absolute step `step`
+  // (batch_size of them). Not for full batches.
+  const Index* indices(std::uint64_t stream, std::int64_t step) {
+    const Index b = plan_.batch_size;
+    if (plan_.sampling == Sampling::kReplacement) {
+      DrawStream draws(plan_.seed, stream, static_cast<std::uint64_t>(step), Purpose::kReplacement);
+      for (Index c = 0; c < b; ++c) drawn_[c] = static_cast<Index>(draws.below(static_cast<std::uint64_t>(n_)));
+      return drawn_.data();
+    }
+    const Index per_epoch = plan_.batches_per_epoch(n_);
+    const Index epoch = step / per_epoch;
+    if (epoch != epoch_ || stream != stream_) {
+      epoch_permutation(plan_.seed, stream, static_cast<std::uint64_t>(epoch), perm_);
+      epoch_ = epoch;
+      stream_ = stream;
+    }
+    return perm_.data() + (step % per_epoch) * b;
   }
-  const Index per_epoch = plan.batches_per_epoch(data.n);
-  const Index epoch = step / per_epoch;
-  const Index within = step % per_epoch;
-  if (ws.perm_epoch != epoch || ws.perm_stream != stream) {
-    epoch_permutation(plan.seed, stream, static_cast<std::uint64_t>(epoch), ws.perm);
-    ws.perm_epoch = epoch;
-    ws.perm_stream = stream;
-  }
-  for (Index c = 0; c < b; ++c) copy_sample(c, ws.perm[within * b + c]);
-}
+
+ private:
+  BatchPlan plan_;
+  Index n_;
+  std::vector<Index> perm_, drawn_;
+  Index epoch_ = -1;
+  std::uint64_t stream_ = 0;
+};
 
 }  // namespace grokescape

@@ -1,12 +1,11 @@
-// One deep network: forward pass, backward pass and the SGD + L2 (+ Langevin) update,
-// on a batch of samples, for a member whose parameters are a flat vector (see layout.hpp).
+// One deep network in Eigen: forward and backward pass on a set of samples, for a member
+// whose parameters are a flat vector (see layout.hpp). This is the readable formulation,
+// used for exact evaluation (observables, loss, gradients); training steps run the
+// specialised kernels of kernels/sgd_step.hpp. Both are tested against a NumPy reference.
 //
-// Conventions (docs: physics.md section 2):
-//   loss   = 1/(2B) sum_n ||y_n - f(x_n)||^2 + beta/2 sum_l ||W_l||_F^2
-//   update   W <- (1 - lr beta) W - lr grad_data(W) + sqrt(2 lr T) xi
-// Activations are stored feature-major: a batch is a (width x B) column-major matrix whose
-// columns are samples, so a C-contiguous (n, d) numpy array is a (d x n) matrix here.
-// All buffers are allocated once in the Workspace; a step allocates nothing.
+// Conventions (physics.md section 2):
+//   loss = 1/(2n) sum_n ||y_n - f(x_n)||^2 + beta/2 sum_l ||W_l||_F^2
+// Samples are columns: a C-contiguous (n, d) numpy array is a (d x n) column-major matrix.
 #pragma once
 
 #include <Eigen/Core>
@@ -29,28 +28,18 @@ using Vec = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 template <class Scalar>
 using SampleMap = Eigen::Map<const ColMat<Scalar>>;
 
-// Per-thread scratch space for one network shape and a largest batch.
+// Per-thread scratch space for evaluating one network shape on up to `capacity` samples.
 template <class Scalar>
 struct Workspace {
   std::vector<ColMat<Scalar>> acts;  // acts[l]: (widths[l] x capacity), l = 1..L (acts[0] unused)
   ColMat<Scalar> delta, delta_prev;  // (max_width x capacity)
-  ColMat<Scalar> x_batch, y_batch;   // gathered minibatch
-  Vec<Scalar> noise;                 // one Langevin draw per parameter
-  std::vector<Index> perm;           // current epoch's permutation
-  Index perm_epoch = -1;             // which (stream, epoch) perm holds
-  std::uint64_t perm_stream = 0;
   Index capacity = 0;
 
-  Workspace(const Layout& layout, Index batch_capacity, Index n_train) {
-    capacity = batch_capacity;
+  Workspace(const Layout& layout, Index batch_capacity) : capacity(batch_capacity) {
     acts.emplace_back(0, 0);
     for (Index l = 0; l < layout.depth(); ++l) acts.emplace_back(layout.out(l), capacity);
     delta.resize(layout.max_width, capacity);
     delta_prev.resize(layout.max_width, capacity);
-    x_batch.resize(layout.d_in(), capacity);
-    y_batch.resize(layout.d_out(), capacity);
-    noise.resize(layout.n_params);
-    perm.resize(static_cast<std::size_t>(n_train));
   }
 };
 
@@ -133,24 +122,6 @@ inline void backward(const Layout& layout, const Scalar* params, const XType& x,
       on_layer(l, d_l, ws.acts[l].leftCols(batch));
     std::swap(cur, below);
   }
-}
-
-// One SGD + L2 step without noise on a batch already passed through forward():
-//   W_l <- decay W_l - lr G_l,  decay = 1 - lr beta;  b_l <- bias_decay b_l - lr g_l.
-// Written as decay * W first so that zero data gradients give W_t = decay^t W_0 exactly.
-template <class Scalar, Activation Act, class XType, class YType>
-inline void sgd_update(const Layout& layout, Scalar* params, const XType& x, const YType& y,
-                       Scalar lr, Scalar decay, Scalar bias_decay, Workspace<Scalar>& ws) {
-  backward<Scalar, Act>(layout, params, x, y, ws, [&](Index l, const auto& d_l, const auto& a) {
-    auto w = weight<Scalar>(layout, params, l);
-    w *= decay;
-    w.noalias() -= lr * (d_l * a.transpose());
-    if (layout.bias) {
-      auto b = bias<Scalar>(layout, params, l);
-      b *= bias_decay;
-      b.noalias() -= lr * d_l.rowwise().sum();
-    }
-  });
 }
 
 }  // namespace grokescape

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <cstdint>
 
 namespace grokescape {
@@ -82,21 +81,6 @@ class DrawStream {
     return static_cast<std::uint64_t>(m >> 64);
   }
 
-  // Standard normal draws by the Box-Muller transform, two per pair of uniforms.
-  double normal() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    const double u1 = 1.0 - uniform();  // (0, 1]: log is finite
-    const double u2 = uniform();
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    const double angle = 6.283185307179586476925286766559 * u2;
-    spare_ = r * std::sin(angle);
-    has_spare_ = true;
-    return r * std::cos(angle);
-  }
-
  private:
   void refill() {
     block_ = philox4x64_10(Counter{index_++, step_, purpose_, 0}, key_);
@@ -107,8 +91,6 @@ class DrawStream {
   std::uint64_t index_ = 0;
   Counter block_{};
   int pos_ = 4;
-  double spare_ = 0.0;
-  bool has_spare_ = false;
 };
 
 }  // namespace grokescape

@@ -9,13 +9,16 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
+#include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/layout.hpp"
 #include "grokescape/minibatch.hpp"
 #include "grokescape/network.hpp"
 #include "grokescape/observables.hpp"
 #include "grokescape/parallel.hpp"
+#include "grokescape/normal.hpp"
 #include "grokescape/philox.hpp"
 
 namespace grokescape {
@@ -61,7 +64,12 @@ struct TrainOptions {
   std::int64_t run_offset = 0;  // run steps already done by earlier chunks
   std::int64_t n_steps = 0;     // steps in this chunk
   int n_threads = 1;
+  bool generic_kernel = false;  // run-time sizes even where a compiled shape matches (tests)
 };
+
+// Batches of at least this many samples use the sample-rows kernel, smaller ones the
+// one-sample-at-a-time kernel (see kernels/sgd_step.hpp).
+inline constexpr Index kRowBatchMin = 8;
 
 namespace detail {
 inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, Index row,
@@ -80,30 +88,68 @@ inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, I
 }
 }  // namespace detail
 
-template <class Scalar, Activation Act>
-void train_members(const Layout& layout, const EnsembleRef<Scalar>& ens,
-                   const DataRef<Scalar>& train, const DataRef<Scalar>& test,
-                   const Schedule& sched, const RecordPlan& rec, const TrainOptions& opt) {
+// Per-thread scratch of the training loop.
+template <class S, Activation Act, class Shape>
+struct TrainScratch {
+  std::optional<kernels::RowStep<S, Act, Shape>> rows;
+  std::optional<kernels::SampleStep<S, Act, Shape>> samples;
+  BatchSampler sampler;
+  NormalSource normals;
+  std::vector<double> noise;
+  Workspace<S> eval;
+
+  TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, bool use_rows, Index ld,
+               Index eval_capacity)
+      : sampler(plan, n_train), noise(static_cast<std::size_t>(layout.n_params)),
+        eval(layout, eval_capacity) {
+    if (use_rows)
+      rows.emplace(layout, ld);
+    else
+      samples.emplace(layout);
+  }
+};
+
+// Row layout of a whole data set (d x ld, zero-padded), for full-batch steps.
+template <class S>
+kernels::AlignedVector<S> to_rows(const S* a, Index n, Index d, Index ld) {
+  kernels::AlignedVector<S> rows(static_cast<std::size_t>(d * ld), S(0));
+  for (Index s = 0; s < n; ++s)
+    for (Index k = 0; k < d; ++k) rows[k * ld + s] = a[s * d + k];
+  return rows;
+}
+
+template <class S, Activation Act, class Shape>
+void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRef<S>& train,
+                   const DataRef<S>& test, const Schedule& sched, const RecordPlan& rec,
+                   const TrainOptions& opt) {
   const Index n_members = ens.n_members;
   const Index P = layout.n_params;
   const BatchPlan& plan = opt.batches;
   const Index batch = plan.full() ? train.n : plan.batch_size;
-  const Index capacity = std::max<Index>(batch, std::min<Index>(256, std::max(train.n, test.n)));
+  const bool use_rows = batch >= kRowBatchMin;
+  const Index ld = kernels::padded(batch);
+  const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
+  kernels::AlignedVector<S> x_full, y_full;
+  if (use_rows && plan.full()) {
+    x_full = to_rows(train.x, train.n, layout.d_in(), ld);
+    y_full = to_rows(train.y, train.n, layout.d_out(), ld);
+  }
   const std::int64_t first = opt.run_offset, last = opt.run_offset + opt.n_steps;
 
   parallel_members(
-      n_members, opt.n_threads, 1, [&] { return Workspace<Scalar>(layout, capacity, train.n); },
-      [&](Workspace<Scalar>& ws, Index m) {
+      n_members, opt.n_threads, 1,
+      [&] { return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity); },
+      [&](TrainScratch<S, Act, Shape>& st, Index m) {
         if (ens.diverged[m]) return;
-        Scalar* params = ens.params + m * P;
+        S* params = ens.params + m * P;
         const std::uint64_t stream = ens.streams[m];
         Index stage = 0;
         while (stage + 1 < sched.n_stages && sched.stage_end[stage] <= first) ++stage;
         auto hyper = [&](const double* values) { return values[stage * n_members + m]; };
         auto record = [&](Index row) {
-          evaluate_member<Scalar, Act>(layout, params, train, test, rec.modes, hyper(sched.beta),
-                                       opt.decay_bias, ws,
-                                       detail::record_slot(rec, layout, row, m, n_members));
+          evaluate_member<S, Act>(layout, params, train, test, rec.modes, hyper(sched.beta),
+                                  opt.decay_bias, st.eval,
+                                  detail::record_slot(rec, layout, row, m, n_members));
         };
         Index row = 0;
         while (row < rec.n_records && rec.at[row] < first) ++row;
@@ -116,29 +162,28 @@ void train_members(const Layout& layout, const EnsembleRef<Scalar>& ens,
           while (stage + 1 < sched.n_stages && sched.stage_end[stage] <= r) ++stage;
           const double lr = hyper(sched.lr), beta = hyper(sched.beta);
           const double temperature = hyper(sched.temperature);
-          const Scalar decay = static_cast<Scalar>(1.0 - lr * beta);
-          const Scalar bias_decay = opt.decay_bias ? decay : Scalar(1);
-          if (plan.full()) {
-            SampleMap<Scalar> x(train.x, layout.d_in(), train.n);
-            SampleMap<Scalar> y(train.y, layout.d_out(), train.n);
-            forward<Scalar, Act>(layout, params, x, ws);
-            sgd_update<Scalar, Act>(layout, params, x, y, static_cast<Scalar>(lr), decay,
-                                    bias_decay, ws);
+          const S decay = static_cast<S>(1.0 - lr * beta);
+          const kernels::StepParams<S> sp{static_cast<S>(lr), decay,
+                                          opt.decay_bias ? decay : S(1)};
+          if (use_rows) {
+            if (plan.full()) {
+              st.rows->step(params, x_full.data(), y_full.data(), batch, sp);
+            } else {
+              st.rows->gather(train.x, train.y, st.sampler.indices(stream, step), batch);
+              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp);
+            }
           } else {
-            gather_batch(layout, plan, train, stream, step, ws);
-            const auto x = ws.x_batch.leftCols(batch);
-            const auto y = ws.y_batch.leftCols(batch);
-            forward<Scalar, Act>(layout, params, x, ws);
-            sgd_update<Scalar, Act>(layout, params, x, y, static_cast<Scalar>(lr), decay,
-                                    bias_decay, ws);
+            const Index* idx = plan.full() ? nullptr : st.sampler.indices(stream, step);
+            st.samples->step(params, train.x, train.y, idx, batch, sp);
           }
           if (temperature > 0.0) {
             const double sigma = std::sqrt(2.0 * lr * temperature);
-            DrawStream noise(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin);
-            for (Index i = 0; i < P; ++i) params[i] += static_cast<Scalar>(sigma * noise.normal());
+            st.normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
+                            st.noise.data(), P);
+            for (Index i = 0; i < P; ++i) params[i] += static_cast<S>(sigma * st.noise[i]);
           }
           ++step;
-          if (!Eigen::Map<const Vec<Scalar>>(params, P).allFinite()) {
+          if (!Eigen::Map<const Vec<S>>(params, P).allFinite()) {
             ens.diverged[m] = 1;
             if (rec.diverged_at) rec.diverged_at[m] = r + 1;
             break;
@@ -149,15 +194,37 @@ void train_members(const Layout& layout, const EnsembleRef<Scalar>& ens,
       });
 }
 
+// Runs train_members with the first compile-time shape that matches the layout, or with
+// run-time sizes.
+template <class S, Activation Act>
+void train_shape_dispatch(const Layout& layout, const EnsembleRef<S>& ens,
+                          const DataRef<S>& train, const DataRef<S>& test,
+                          const Schedule& sched, const RecordPlan& rec, const TrainOptions& opt) {
+  using namespace kernels;
+  auto run = [&](auto shape) {
+    train_members<S, Act, decltype(shape)>(layout, ens, train, test, sched, rec, opt);
+  };
+  if (!opt.generic_kernel) {
+    if (Fixed<2, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 2>{});
+    if constexpr (Act == Activation::kLinear) {
+      if (Fixed<2, 10, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 10, 2>{});
+      if (Fixed<2, 10, 10, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 10, 10, 2>{});
+      if (Fixed<16, 16, 16, 16>::matches(layout)) return run(Fixed<16, 16, 16, 16>{});
+      if (Fixed<64, 64, 64, 64>::matches(layout)) return run(Fixed<64, 64, 64, 64>{});
+    }
+  }
+  run(Dynamic{});
+}
+
 // Dispatch on the activation at run time.
-template <class Scalar>
-void train(const Layout& layout, const EnsembleRef<Scalar>& ens, const DataRef<Scalar>& train,
-           const DataRef<Scalar>& test, const Schedule& sched, const RecordPlan& rec,
+template <class S>
+void train(const Layout& layout, const EnsembleRef<S>& ens, const DataRef<S>& train,
+           const DataRef<S>& test, const Schedule& sched, const RecordPlan& rec,
            const TrainOptions& opt) {
   if (layout.activation == Activation::kTanh)
-    train_members<Scalar, Activation::kTanh>(layout, ens, train, test, sched, rec, opt);
+    train_shape_dispatch<S, Activation::kTanh>(layout, ens, train, test, sched, rec, opt);
   else
-    train_members<Scalar, Activation::kLinear>(layout, ens, train, test, sched, rec, opt);
+    train_shape_dispatch<S, Activation::kLinear>(layout, ens, train, test, sched, rec, opt);
 }
 
 }  // namespace grokescape

@@ -1,0 +1,193 @@
+// One SGD + L2 step of one member, written for speed (the Eigen code in network.hpp is the
+// readable version used for exact evaluation; tests hold both against a NumPy reference).
+//
+// Two layouts, chosen by batch size:
+//  - RowStep (B >= 8): a layer's activations are "sample rows" (see row_products.hpp), so
+//    every product vectorises over the samples of the batch.
+//  - SampleStep (B < 8): one sample at a time, vectorised over features; the minibatch
+//    gradient is accumulated, then applied.
+// Both compute  W <- decay W - lr G,  decay = 1 - lr beta,  G = (1/B) sum_b d_b a_b^T,
+// forming each layer's error signal with the old W before updating it.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <vector>
+
+#include "grokescape/kernels/row_products.hpp"
+#include "grokescape/kernels/shapes.hpp"
+#include "grokescape/kernels/simd.hpp"
+#include "grokescape/layout.hpp"
+
+namespace grokescape::kernels {
+
+template <class S>
+using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
+
+template <class S>
+struct StepParams {
+  S lr, decay, bias_decay;
+};
+
+template <class S, Activation Act, class Shape>
+class RowStep {
+ public:
+  // ld: leading dimension of every row block (a multiple of kRowPad >= the padded batch).
+  RowStep(const Layout& layout, Index ld) : layout_(layout), ld_(ld) {
+    acts_.resize(static_cast<std::size_t>(layout.depth()) + 1);
+    for (Index l = 0; l < layout.depth(); ++l)
+      acts_[l + 1].assign(static_cast<std::size_t>(layout.out(l) * ld), S(0));
+    delta_.assign(static_cast<std::size_t>(layout.max_width * ld), S(0));
+    delta_below_.assign(delta_.size(), S(0));
+    x_rows_.assign(static_cast<std::size_t>(layout.d_in() * ld), S(0));
+    y_rows_.assign(static_cast<std::size_t>(layout.d_out() * ld), S(0));
+  }
+
+  Index ld() const { return ld_; }
+
+  // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows.
+  void gather(const S* x, const S* y, const Index* idx, Index batch) {
+    const Index d_in = layout_.d_in(), d_out = layout_.d_out();
+    for (Index c = 0; c < batch; ++c) {
+      const S* xs = x + idx[c] * d_in;
+      const S* ys = y + idx[c] * d_out;
+      for (Index k = 0; k < d_in; ++k) x_rows_[k * ld_ + c] = xs[k];
+      for (Index k = 0; k < d_out; ++k) y_rows_[k * ld_ + c] = ys[k];
+    }
+  }
+  const S* x_rows() const { return x_rows_.data(); }
+  const S* y_rows() const { return y_rows_.data(); }
+
+  // One step on `batch` samples given as rows (x: d_in x ld, y: d_out x ld); lanes from
+  // batch up to the padded length are ignored.
+  void step(S* params, const S* x, const S* y, Index batch, const StepParams<S>& p) {
+    const Layout& lay = layout_;
+    const Index bp = padded(batch);
+    const Index ld = ld_;
+    const int depth = static_cast<int>(lay.depth());
+    layers_up<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+      constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+      const S* in = l == 0 ? x : acts_[l].data();
+      S* out = acts_[l + 1].data();
+      forward_rows<S, NI, NO>(params + lay.w_offset[l], lay.bias ? params + lay.b_offset[l] : nullptr,
+                              static_cast<int>(lay.in(l)), static_cast<int>(lay.out(l)), in, out, ld,
+                              bp);
+      if constexpr (Act == Activation::kTanh) {
+        if (l + 1 < depth)
+          for (Index i = 0; i < lay.out(l) * ld; ++i) out[i] = std::tanh(out[i]);
+      }
+    });
+    const S inv_batch = S(1) / static_cast<S>(batch);
+    const S* top = acts_[depth].data();
+    S* d = delta_.data();
+    S* d_below = delta_below_.data();
+    for (Index i = 0; i < lay.d_out(); ++i) {
+      for (Index b = 0; b < batch; ++b) d[i * ld + b] = (top[i * ld + b] - y[i * ld + b]) * inv_batch;
+      for (Index b = batch; b < bp; ++b) d[i * ld + b] = S(0);
+    }
+    layers_down<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+      constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+      const int ni = static_cast<int>(lay.in(l)), no = static_cast<int>(lay.out(l));
+      S* w = params + lay.w_offset[l];
+      const S* a_in = l == 0 ? x : acts_[l].data();
+      if (l > 0) {
+        backprop_rows<S, NI, NO>(w, ni, no, d, d_below, ld, bp);
+        if constexpr (Act == Activation::kTanh) {
+          for (Index i = 0; i < ni * ld; ++i) d_below[i] *= S(1) - a_in[i] * a_in[i];
+        }
+      }
+      update_rows<S, NI, NO>(w, lay.bias ? params + lay.b_offset[l] : nullptr, ni, no, d, a_in, ld,
+                             bp, p.lr, p.decay, p.bias_decay);
+      std::swap(d, d_below);
+    });
+  }
+
+ private:
+  const Layout& layout_;
+  Index ld_;
+  std::vector<AlignedVector<S>> acts_;  // acts_[l]: (widths[l] x ld), l = 1..L
+  AlignedVector<S> delta_, delta_below_, x_rows_, y_rows_;
+};
+
+template <class S, Activation Act, class Shape>
+class SampleStep {
+ public:
+  explicit SampleStep(const Layout& layout) : layout_(layout) {
+    acts_.resize(static_cast<std::size_t>(layout.depth()) + 1);
+    for (Index l = 0; l < layout.depth(); ++l) acts_[l + 1].assign(static_cast<std::size_t>(layout.out(l)), S(0));
+    delta_.assign(static_cast<std::size_t>(layout.max_width), S(0));
+    delta_below_.assign(delta_.size(), S(0));
+    grad_.assign(static_cast<std::size_t>(layout.n_params), S(0));
+  }
+
+  // One step on samples idx[0..batch) (or 0..batch-1 when idx is null) of C-contiguous
+  // (n, d) arrays x and y.
+  void step(S* params, const S* x, const S* y, const Index* idx, Index batch, const StepParams<S>& p) {
+    const Layout& lay = layout_;
+    const int depth = static_cast<int>(lay.depth());
+    const S inv_batch = S(1) / static_cast<S>(batch);
+    std::fill(grad_.begin(), grad_.end(), S(0));
+    for (Index c = 0; c < batch; ++c) {
+      const Index s = idx ? idx[c] : c;
+      const S* xs = x + s * lay.d_in();
+      const S* ys = y + s * lay.d_out();
+      layers_up<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+        constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+        const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
+        const S* w = params + lay.w_offset[l];
+        const S* in = l == 0 ? xs : acts_[l].data();
+        S* out = acts_[l + 1].data();
+        for (int i = 0; i < no; ++i) {
+          S acc = lay.bias ? params[lay.b_offset[l] + i] : S(0);
+          for (int k = 0; k < ni; ++k) acc += w[i * ni + k] * in[k];
+          out[i] = acc;
+        }
+        if constexpr (Act == Activation::kTanh) {
+          if (l + 1 < depth)
+            for (int i = 0; i < no; ++i) out[i] = std::tanh(out[i]);
+        }
+      });
+      S* d = delta_.data();
+      S* d_below = delta_below_.data();
+      const S* top = acts_[depth].data();
+      for (Index i = 0; i < lay.d_out(); ++i) d[i] = (top[i] - ys[i]) * inv_batch;
+      layers_down<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+        constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+        const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
+        const S* w = params + lay.w_offset[l];
+        const S* a_in = l == 0 ? xs : acts_[l].data();
+        if (l > 0) {
+          for (int k = 0; k < ni; ++k) d_below[k] = S(0);
+          for (int i = 0; i < no; ++i)
+            for (int k = 0; k < ni; ++k) d_below[k] += d[i] * w[i * ni + k];
+          if constexpr (Act == Activation::kTanh) {
+            for (int k = 0; k < ni; ++k) d_below[k] *= S(1) - a_in[k] * a_in[k];
+          }
+        }
+        S* g = grad_.data() + lay.w_offset[l];
+        for (int i = 0; i < no; ++i)
+          for (int k = 0; k < ni; ++k) g[i * ni + k] += d[i] * a_in[k];
+        if (lay.bias)
+          for (int i = 0; i < no; ++i) grad_[lay.b_offset[l] + i] += d[i];
+        std::swap(d, d_below);
+      });
+    }
+    for (Index l = 0; l < lay.depth(); ++l) {
+      S* w = params + lay.w_offset[l];
+      const S* g = grad_.data() + lay.w_offset[l];
+      for (Index j = 0; j < lay.out(l) * lay.in(l); ++j) w[j] = p.decay * w[j] - p.lr * g[j];
+      if (lay.bias) {
+        S* b = params + lay.b_offset[l];
+        const S* gb = grad_.data() + lay.b_offset[l];
+        for (Index j = 0; j < lay.out(l); ++j) b[j] = p.bias_decay * b[j] - p.lr * gb[j];
+      }
+    }
+  }
+
+ private:
+  const Layout& layout_;
+  std::vector<AlignedVector<S>> acts_;
+  AlignedVector<S> delta_, delta_below_, grad_;
+};
+
+}  // namespace grokescape::kernels
