@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 _VARIANTS = {"baseline": "_core", "avx2": "_core_avx2", "avx512": "_core_avx512"}
 _NEEDS = {"baseline": (), "avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx2", "fma")}
@@ -38,4 +39,9 @@ def _load() -> tuple[str, ModuleType]:
     return "baseline", baseline
 
 
-ISA, core = _load()
+if TYPE_CHECKING:
+    from grokescape import _core as core
+
+    ISA: str
+else:
+    ISA, core = _load()

@@ -81,7 +81,7 @@ class Dataset:
         d_out = self.y_train.shape[1]
         if (x_test is None) != (y_test is None):
             raise ValueError("x_test, y_test: give both or neither")
-        if x_test is None:
+        if x_test is None or y_test is None:
             self.x_test = np.zeros((0, d_in))
             self.y_test = np.zeros((0, d_out))
         else:

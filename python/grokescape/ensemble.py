@@ -224,12 +224,11 @@ class Ensemble:
                     f"biases: expected {self.depth} arrays (one per layer), got {len(biases)}"
                 )
             for l, b in enumerate(biases):
-                shape = (self.widths[l + 1],)
                 self._place(
                     new,
                     _checks.finite_array(b, f"biases[{l}]"),
                     lay.b_offset[l],
-                    shape,
+                    (self.widths[l + 1],),
                     f"biases[{l}]",
                 )
         self._params[...] = new
@@ -337,7 +336,9 @@ class Ensemble:
             )
         return data
 
-    def _modes(self, data: Dataset) -> tuple[NDArray[np.float64], ...]:
+    def _modes(
+        self, data: Dataset
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         return (
             np.ascontiguousarray(data.mode_out.T),
             np.ascontiguousarray(data.mode_in.T),
