@@ -55,7 +55,7 @@ void bind_for(py::module_& m) {
   m.def(
       "train",
       [](const ge::Layout& layout, Array<Scalar>& params, Array<std::int64_t>& steps,
-         Array<std::uint8_t>& diverged, const Array<std::uint64_t>& streams,
+         Array<std::uint8_t>& diverged, Array<std::uint64_t>& streams,
          const Array<Scalar>& x_train, const Array<Scalar>& y_train, const Array<Scalar>& x_test,
          const Array<Scalar>& y_test, const Array<std::int64_t>& stage_end,
          const Array<double>& lr, const Array<double>& beta, const Array<double>& temperature,
@@ -70,7 +70,7 @@ void bind_for(py::module_& m) {
         ge::EnsembleRef<Scalar> ens{mutable_data(params, n_members * layout.n_params, "params"),
                                     n_members, mutable_data(steps, n_members, "steps"),
                                     mutable_data(diverged, n_members, "diverged"),
-                                    data(streams, n_members, "streams")};
+                                    mutable_data(streams, n_members, "streams")};
         ge::Schedule sched{stages, stage_end.data(), data(lr, stages * n_members, "lr"),
                            data(beta, stages * n_members, "beta"),
                            data(temperature, stages * n_members, "temperature")};
@@ -148,6 +148,23 @@ void bind_for(py::module_& m) {
       py::arg("layout"), py::arg("params").noconvert(), py::arg("x_train").noconvert(),
       py::arg("y_train").noconvert(), py::arg("beta").noconvert(), py::arg("decay_bias"),
       py::arg("grads").noconvert(), py::arg("n_threads"));
+
+  m.def(
+      "per_sample_gradient_moments",
+      [](const ge::Layout& layout, const Array<Scalar>& params, const Array<Scalar>& x_train,
+         const Array<Scalar>& y_train, Array<double>& mean_sq, Array<double>& sq_mean,
+         int n_threads) {
+        const Index n_members = mean_sq.size();
+        const Scalar* p = data(params, n_members * layout.n_params, "params");
+        double* ms = mutable_data(mean_sq, n_members, "mean_sq");
+        double* sm = mutable_data(sq_mean, n_members, "sq_mean");
+        const auto train = data_ref(layout, x_train, y_train, "train data");
+        py::gil_scoped_release release;
+        ge::per_sample_gradient_moments(layout, p, n_members, train, ms, sm, n_threads);
+      },
+      py::arg("layout"), py::arg("params").noconvert(), py::arg("x_train").noconvert(),
+      py::arg("y_train").noconvert(), py::arg("mean_sq").noconvert(),
+      py::arg("sq_mean").noconvert(), py::arg("n_threads"));
 }
 
 }  // namespace

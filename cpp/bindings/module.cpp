@@ -7,6 +7,7 @@ void bind_config(py::module_& m);
 void bind_rng(py::module_& m);
 void bind_layout(py::module_& m);
 void bind_ensemble(py::module_& m);
+void bind_escape(py::module_& m);
 
 PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
   m.doc() = "grokescape compiled core (private; use the grokescape package)";
@@ -14,4 +15,5 @@ PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
   bind_rng(m);
   bind_layout(m);
   bind_ensemble(m);
+  bind_escape(m);
 }

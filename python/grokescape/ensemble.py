@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -16,6 +16,9 @@ from grokescape import _checks
 from grokescape._native import core
 from grokescape.data import Dataset
 from grokescape.history import History
+
+if TYPE_CHECKING:
+    from grokescape.escape import EscapeResult, ModeThreshold, TestMSEThreshold
 
 __all__ = ["Ensemble"]
 
@@ -119,6 +122,7 @@ class Ensemble:
         self._diverged = np.zeros(self.n_members, dtype=np.uint8)
         self._streams = np.arange(self.n_members, dtype=np.uint64)
         self.last_history: History | None = None
+        self.last_escape_result: EscapeResult | None = None
 
     # ------------------------------------------------------------------ shape and state
     @property
@@ -541,6 +545,146 @@ class Ensemble:
             progress=progress,
         )
 
+    def train_schedule(
+        self,
+        data: Dataset,
+        schedule: Sequence[Any],
+        *,
+        batch_size: int | None = None,
+        sampling: str = "epoch",
+        seed: int = 0,
+        record_every: int = 0,
+        n_threads: int | None = None,
+        progress: bool = False,
+    ) -> History:
+        """Train through piecewise-constant stages in one call into the core.
+
+        Parameters
+        ----------
+        schedule : sequence of stages
+            Each stage is a tuple ``(steps, lr, beta)`` or ``(steps, lr, beta, temperature)``
+            or a dict with those keys (temperature defaults to 0); lr, beta and temperature
+            are scalars or (M,) arrays. See :func:`grokescape.schedule.beta_sweep` for
+            hysteresis sweeps.
+        record_every : int
+            Also record every this many steps; observables are always recorded at step 0
+            and at the end of every stage (``History.settings["stage_end"]`` says where).
+
+        Other parameters and the return value are those of :meth:`train`; the History's
+        ``stage`` array gives the stage each record belongs to (the one just finished).
+        """
+        from grokescape.schedule import resolve_stages
+
+        data = self._check_data(data)
+        end, lr, beta, temp = resolve_stages(schedule, self.n_members)
+        stages = _Stages(end=end, lr=lr, beta=beta, temperature=temp)
+        total = stages.total
+        record_every = _checks.integer(record_every, "record_every", minimum=0)
+        n_rec = len(end) + 1 + (total // record_every if record_every else 0)
+        self._check_record_memory(n_rec, data)
+        marks = [np.array([0]), end]
+        if record_every:
+            marks.append(np.arange(record_every, total + 1, record_every))
+        record_at = np.unique(np.concatenate(marks)).astype(np.int64)
+        return self._run(
+            data,
+            stages,
+            record_at,
+            batch_size=batch_size,
+            sampling=sampling,
+            seed=seed,
+            n_threads=n_threads,
+            progress=progress,
+        )
+
+    def run_until_escape(
+        self,
+        data: Dataset,
+        criterion: ModeThreshold | TestMSEThreshold,
+        max_steps: int,
+        lr: ArrayLike,
+        beta: ArrayLike,
+        *,
+        batch_size: int | None = None,
+        temperature: ArrayLike = 0.0,
+        sampling: str = "epoch",
+        seed: int = 0,
+        refill: bool = False,
+        n_threads: int | None = None,
+        progress: bool = False,
+    ) -> EscapeResult:
+        """Run SGD until each member escapes, detecting escapes inside the core.
+
+        Parameters
+        ----------
+        criterion : ModeThreshold or TestMSEThreshold
+            What counts as escaped (see :mod:`grokescape.escape`); thresholds default to
+            the exact theory of the data's eta_hat at each member's beta.
+        max_steps : int
+            Steps each member (slot) runs at most; the trajectory running then is censored.
+        lr, beta, temperature : float or (M,) array
+            As in :meth:`train` (temperature adds Langevin noise sqrt(2 lr T) xi).
+        refill : bool
+            Restart a slot whose trajectory escaped (or diverged) from the slot's initial
+            state as a new trajectory with a new random stream, until max_steps.
+        batch_size, sampling, seed, n_threads, progress
+            As in :meth:`train`. Trajectory k >= 1 of slot m uses random stream
+            max(initial streams) + 1 + (k - 1) M + m, so results do not depend on threads
+            or chunking.
+
+        Returns
+        -------
+        EscapeResult
+            One row per trajectory. Afterwards each member holds the final state of its
+            last trajectory (its stream and step counter continue it under :meth:`train`).
+            On Ctrl-C the partial result is kept in ``last_escape_result``.
+        """
+        from grokescape.escape import run_until_escape
+
+        return run_until_escape(
+            self,
+            data,
+            criterion,
+            max_steps,
+            lr,
+            beta,
+            batch_size=batch_size,
+            temperature=temperature,
+            sampling=sampling,
+            seed=seed,
+            refill=refill,
+            n_threads=n_threads,
+            progress=progress,
+        )
+
+    @property
+    def streams(self) -> NDArray[np.uint64]:
+        """Random stream (trajectory id) of each member (read-only)."""
+        view = self._streams.view()
+        view.flags.writeable = False
+        return view
+
+    def set_streams(self, streams: ArrayLike, steps: ArrayLike | None = None) -> None:
+        """Set each member's random stream (trajectory id) and, optionally, its step counter,
+        e.g. to replay a trajectory of an escape run with :meth:`train`."""
+        arr = np.asarray(streams)
+        if (
+            arr.shape != (self.n_members,)
+            or not np.issubdtype(arr.dtype, np.integer)
+            or np.any(arr < 0)
+        ):
+            raise ValueError(f"streams: expected {self.n_members} non-negative integers")
+        self._streams[:] = arr.astype(np.uint64)
+        if steps is not None:
+            st = np.asarray(steps)
+            if (
+                st.shape != (self.n_members,)
+                or not np.issubdtype(st.dtype, np.integer)
+                or np.any(st < 0)
+            ):
+                raise ValueError(f"steps: expected {self.n_members} non-negative integers")
+            self._steps[:] = st
+
     def _check_record_memory(self, n_rec: int, data: Dataset) -> None:
         k = min(self.widths[0], self.widths[-1])
         _checks.check_memory(
@@ -677,6 +821,7 @@ class Ensemble:
                 "activation": self.activation,
             },
         )
+        hist.stage = np.searchsorted(stages.end, hist.step, side="left")
         self.last_history = hist
         if newly.any():
             logger.warning(

@@ -43,6 +43,8 @@ class History:
         True when the run was stopped by Ctrl-C; rows up to the last completed chunk are kept.
     settings : dict
         The run's arguments (lr, beta, temperature per member, batch size, sampling, seed...).
+    stage : ndarray of int, shape (R,), optional
+        For schedules: the stage each row was recorded in (the stage just finished).
     """
 
     step: NDArray[np.int64]
@@ -58,6 +60,7 @@ class History:
     diverged_step: NDArray[np.int64]
     interrupted: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    stage: NDArray[np.int64] | None = None
 
     @property
     def n_records(self) -> int:
@@ -84,6 +87,7 @@ class History:
             "step": np.repeat(step, m),
             "epoch": np.repeat(self.epoch[rows], m),
             "member": np.tile(np.arange(m), n_rec),
+            **({"stage": np.repeat(self.stage[rows], m)} if self.stage is not None else {}),
             "train_mse": self.train_mse[rows].ravel(),
             "test_mse": self.test_mse[rows].ravel(),
             "loss": self.loss[rows].ravel(),

@@ -45,6 +45,7 @@ __all__ = [
     "arrhenius_fit",
     "escape_rate",
     "escape_rate_table",
+    "gradient_noise_scale",
     "exponential_check",
     "garwood_interval",
     "survival_curve",
@@ -1144,3 +1145,6 @@ def arrhenius_fit(
         naive_r_squared=naive[3],
         n_boot=n_used,
     )
+
+
+from grokescape.sgd_noise import gradient_noise_scale  # noqa: E402  (re-exported here)

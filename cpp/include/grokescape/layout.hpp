@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace grokescape {
@@ -50,5 +51,13 @@ struct Layout {
   Index d_in() const { return widths.front(); }
   Index d_out() const { return widths.back(); }
 };
+
+// Calls f(std::integral_constant<Activation, ...>) for the layout's activation.
+template <class F>
+decltype(auto) with_activation(const Layout& layout, F&& f) {
+  if (layout.activation == Activation::kTanh)
+    return f(std::integral_constant<Activation, Activation::kTanh>{});
+  return f(std::integral_constant<Activation, Activation::kLinear>{});
+}
 
 }  // namespace grokescape

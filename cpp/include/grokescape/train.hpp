@@ -30,7 +30,7 @@ struct EnsembleRef {
   Index n_members = 0;
   std::int64_t* steps = nullptr;         // absolute SGD steps taken by each member
   std::uint8_t* diverged = nullptr;      // 1 once a member's parameters became non-finite
-  const std::uint64_t* streams = nullptr;  // RNG stream of each member
+  std::uint64_t* streams = nullptr;      // RNG stream (trajectory id) of each member
 };
 
 // Piecewise-constant hyperparameters: stage k covers run steps [stage_end[k-1], stage_end[k]).
@@ -71,6 +71,10 @@ struct TrainOptions {
 // one-sample-at-a-time kernel (see kernels/sgd_step.hpp).
 inline constexpr Index kRowBatchMin = 8;
 
+// Consecutive members a thread takes at a time: neighbouring members' states share cache
+// lines, so handing them to different threads at once costs coherence traffic.
+inline constexpr Index kMemberGrain = 8;
+
 namespace detail {
 inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, Index row,
                                   Index member, Index n_members) {
@@ -96,12 +100,13 @@ struct TrainScratch {
   BatchSampler sampler;
   NormalSource normals;
   std::vector<double> noise;
+  kernels::AlignedVector<S> local;  // the running member's parameters
   Workspace<S> eval;
 
   TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, bool use_rows, Index ld,
                Index eval_capacity)
       : sampler(plan, n_train), noise(static_cast<std::size_t>(layout.n_params)),
-        eval(layout, eval_capacity) {
+        local(static_cast<std::size_t>(layout.n_params)), eval(layout, eval_capacity) {
     if (use_rows)
       rows.emplace(layout, ld);
     else
@@ -137,11 +142,13 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
   const std::int64_t first = opt.run_offset, last = opt.run_offset + opt.n_steps;
 
   parallel_members(
-      n_members, opt.n_threads, 1,
+      n_members, opt.n_threads, kMemberGrain,
       [&] { return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity); },
       [&](TrainScratch<S, Act, Shape>& st, Index m) {
         if (ens.diverged[m]) return;
-        S* params = ens.params + m * P;
+        // Work on a thread-local copy of the member's parameters (see kMemberGrain).
+        std::copy(ens.params + m * P, ens.params + (m + 1) * P, st.local.begin());
+        S* params = st.local.data();
         const std::uint64_t stream = ens.streams[m];
         Index stage = 0;
         while (stage + 1 < sched.n_stages && sched.stage_end[stage] <= first) ++stage;
@@ -190,41 +197,22 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
           }
           while (row < rec.n_records && rec.at[row] == r + 1) record(row++);
         }
+        std::copy(params, params + P, ens.params + m * P);
         ens.steps[m] = step;
       });
 }
 
-// Runs train_members with the first compile-time shape that matches the layout, or with
-// run-time sizes.
-template <class S, Activation Act>
-void train_shape_dispatch(const Layout& layout, const EnsembleRef<S>& ens,
-                          const DataRef<S>& train, const DataRef<S>& test,
-                          const Schedule& sched, const RecordPlan& rec, const TrainOptions& opt) {
-  using namespace kernels;
-  auto run = [&](auto shape) {
-    train_members<S, Act, decltype(shape)>(layout, ens, train, test, sched, rec, opt);
-  };
-  if (!opt.generic_kernel) {
-    if (Fixed<2, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 2>{});
-    if constexpr (Act == Activation::kLinear) {
-      if (Fixed<2, 10, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 10, 2>{});
-      if (Fixed<2, 10, 10, 10, 10, 2>::matches(layout)) return run(Fixed<2, 10, 10, 10, 10, 2>{});
-      if (Fixed<16, 16, 16, 16>::matches(layout)) return run(Fixed<16, 16, 16, 16>{});
-      if (Fixed<64, 64, 64, 64>::matches(layout)) return run(Fixed<64, 64, 64, 64>{});
-    }
-  }
-  run(Dynamic{});
-}
-
-// Dispatch on the activation at run time.
+// Trains with the first compile-time shape that matches the layout, or run-time sizes.
 template <class S>
 void train(const Layout& layout, const EnsembleRef<S>& ens, const DataRef<S>& train,
            const DataRef<S>& test, const Schedule& sched, const RecordPlan& rec,
            const TrainOptions& opt) {
-  if (layout.activation == Activation::kTanh)
-    train_shape_dispatch<S, Activation::kTanh>(layout, ens, train, test, sched, rec, opt);
-  else
-    train_shape_dispatch<S, Activation::kLinear>(layout, ens, train, test, sched, rec, opt);
+  with_activation(layout, [&](auto act) {
+    constexpr Activation Act = decltype(act)::value;
+    kernels::with_compiled_shape<Act>(layout, opt.generic_kernel, [&](auto shape) {
+      train_members<S, Act, decltype(shape)>(layout, ens, train, test, sched, rec, opt);
+    });
+  });
 }
 
 }  // namespace grokescape

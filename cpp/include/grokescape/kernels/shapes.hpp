@@ -64,4 +64,22 @@ inline void layers_down(const Layout& layout, F&& f) {
   }
 }
 
+// Calls f(shape) with the first compiled shape matching the layout, else f(Dynamic{}).
+// `generic` forces Dynamic (tests compare the two).
+template <Activation Act, class F>
+decltype(auto) with_compiled_shape(const Layout& layout, bool generic, F&& f) {
+  if (!generic) {
+    if (Fixed<2, 10, 10, 2>::matches(layout)) return f(Fixed<2, 10, 10, 2>{});
+    if constexpr (Act == Activation::kLinear) {
+      if (Fixed<2, 10, 10, 10, 2>::matches(layout)) return f(Fixed<2, 10, 10, 10, 2>{});
+      if (Fixed<2, 10, 10, 10, 10, 2>::matches(layout)) return f(Fixed<2, 10, 10, 10, 10, 2>{});
+      if (Fixed<16, 16, 16, 16>::matches(layout)) return f(Fixed<16, 16, 16, 16>{});
+      if (Fixed<64, 64, 64, 64>::matches(layout)) return f(Fixed<64, 64, 64, 64>{});
+      if (Fixed<1, 1, 1, 1>::matches(layout)) return f(Fixed<1, 1, 1, 1>{});
+      if (Fixed<1, 1, 1, 1, 1>::matches(layout)) return f(Fixed<1, 1, 1, 1, 1>{});
+    }
+  }
+  return f(Dynamic{});
+}
+
 }  // namespace grokescape::kernels

@@ -1,0 +1,274 @@
+// Escape detection inside the training loop (physics.md sections 5 and 6).
+//
+// Every ensemble member is a slot that runs trajectories. A trajectory starts from the
+// slot's state, takes SGD steps, and every `check_every` steps of its age the criterion is
+// evaluated. It has escaped at the first check age t_e at which the criterion holds and
+// keeps holding at every check up to t_e + hold; the slot stops there (or, with refill,
+// restarts from its initial state as a new trajectory with a new random stream). A slot
+// runs at most `budget` steps in a run; the trajectory in progress when the budget ends is
+// censored. A trajectory whose parameters become non-finite is flagged as diverged.
+//
+// Trajectory ids are the random streams: trajectory k >= 1 of slot m gets id
+// refill_base + (k - 1) M + m, so results do not depend on thread count or chunking.
+#pragma once
+
+#include <Eigen/SVD>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "grokescape/train.hpp"
+
+namespace grokescape {
+
+enum class CriterionKind : int {
+  kModeAmplitude = 0,  // lambda_index = u^T W v > value
+  kSingularValue = 1,  // singular value `index` (0 = largest) of W_L...W_1 > value
+  kTestMse = 2,        // test MSE < value
+};
+
+struct Criterion {
+  CriterionKind kind = CriterionKind::kModeAmplitude;
+  Index index = 0;
+  const double* values = nullptr;  // threshold of each member
+  std::int64_t hold = 0;         // steps the criterion must keep holding
+  std::int64_t check_every = 1;  // steps between checks
+};
+
+// Preallocated buffers for criterion checks (a check allocates nothing).
+struct CheckScratch {
+  Eigen::VectorXd t, u;
+  Eigen::MatrixXd map;
+  Eigen::JacobiSVD<Eigen::MatrixXd> svd;
+  explicit CheckScratch(const Layout& layout)
+      : t(layout.max_width), u(layout.max_width), map(layout.d_out(), layout.d_in()),
+        svd(layout.d_out(), layout.d_in()) {}
+};
+
+// W_L ... W_1 v for one input vector, by matrix-vector products, into scratch.t.
+template <class S>
+const double* chain_apply(const Layout& layout, const S* params, const double* v,
+                          CheckScratch& cs) {
+  double* cur = cs.t.data();
+  double* next = cs.u.data();
+  for (Index k = 0; k < layout.d_in(); ++k) cur[k] = v[k];
+  for (Index l = 0; l < layout.depth(); ++l) {
+    const S* w = params + layout.w_offset[l];
+    for (Index i = 0; i < layout.out(l); ++i) {
+      double acc = 0.0;
+      for (Index k = 0; k < layout.in(l); ++k) acc += static_cast<double>(w[i * layout.in(l) + k]) * cur[k];
+      next[i] = acc;
+    }
+    std::swap(cur, next);
+  }
+  return cur;
+}
+
+// Whether the criterion holds for one member's parameters.
+template <class S, Activation Act>
+bool criterion_holds(const Criterion& c, double value, const Layout& layout, const S* params,
+                     const DataRef<S>& test, const ModeSpec& modes, Workspace<S>& ws,
+                     CheckScratch& cs) {
+  switch (c.kind) {
+    case CriterionKind::kModeAmplitude: {
+      const double* out = chain_apply(layout, params, modes.in_vec + c.index * layout.d_in(), cs);
+      const double* u = modes.out_vec + c.index * layout.d_out();
+      double lam = 0.0;
+      for (Index i = 0; i < layout.d_out(); ++i) lam += u[i] * out[i];
+      return lam > value;
+    }
+    case CriterionKind::kSingularValue: {
+      double unit[64];
+      std::vector<double> big;
+      double* e = unit;
+      if (layout.d_in() > 64) {
+        big.assign(static_cast<std::size_t>(layout.d_in()), 0.0);
+        e = big.data();
+      }
+      for (Index j = 0; j < layout.d_in(); ++j) e[j] = 0.0;
+      for (Index j = 0; j < layout.d_in(); ++j) {
+        e[j] = 1.0;
+        const double* col = chain_apply(layout, params, e, cs);
+        for (Index i = 0; i < layout.d_out(); ++i) cs.map(i, j) = col[i];
+        e[j] = 0.0;
+      }
+      if (!cs.map.allFinite()) return false;
+      cs.svd.compute(cs.map);
+      return cs.svd.singularValues()[c.index] > value;
+    }
+    case CriterionKind::kTestMse: {
+      const double mse = dataset_squared_error<S, Act>(layout, params, test, ws) /
+                         (static_cast<double>(test.n) * static_cast<double>(layout.d_out()));
+      return mse < value;
+    }
+  }
+  return false;
+}
+
+// Per-slot state that persists across chunks of a run (owned by Python).
+struct SlotState {
+  std::uint8_t* active = nullptr;         // slot still running a trajectory
+  std::int64_t* start_step = nullptr;     // RNG step at which the current trajectory began
+  std::int64_t* hold_since = nullptr;     // age at which the criterion began to hold, or -1
+  std::int64_t* trajectories = nullptr;   // trajectories started in this slot (>= 1)
+};
+
+struct EscapeOptions {
+  BatchPlan batches;
+  bool decay_bias = true;
+  bool refill = false;
+  std::uint64_t refill_base = 0;  // id of the first refilled trajectory of slot 0
+  std::int64_t n_steps = 0;       // slot steps in this chunk
+  int n_threads = 1;
+  bool generic_kernel = false;
+};
+
+// One finished trajectory (escaped or diverged).
+struct EscapeEvent {
+  Index slot;
+  std::uint64_t trajectory;
+  std::int64_t escape_age;  // first step of the holding run (escape) or divergence step
+  std::int64_t detect_age;  // step at which the slot stopped this trajectory
+  bool diverged;
+  std::int64_t order;  // index of the event within its slot in this chunk
+};
+
+template <class S, Activation Act, class Shape>
+std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& ens,
+                                   const S* init_params, const DataRef<S>& train,
+                                   const DataRef<S>& test, const ModeSpec& modes,
+                                   const double* lr_m, const double* beta_m,
+                                   const double* temperature_m, const Criterion& crit,
+                                   SlotState& slots, const EscapeOptions& opt) {
+  const Index n_members = ens.n_members;
+  const Index P = layout.n_params;
+  const BatchPlan& plan = opt.batches;
+  const Index batch = plan.full() ? train.n : plan.batch_size;
+  const bool use_rows = batch >= kRowBatchMin;
+  const Index ld = kernels::padded(batch);
+  const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
+  kernels::AlignedVector<S> x_full, y_full;
+  if (use_rows && plan.full()) {
+    x_full = to_rows(train.x, train.n, layout.d_in(), ld);
+    y_full = to_rows(train.y, train.n, layout.d_out(), ld);
+  }
+  using Scratch = TrainScratch<S, Act, Shape>;
+  std::vector<std::vector<EscapeEvent>*> all_events;
+  std::mutex events_mutex;
+  std::vector<std::unique_ptr<std::vector<EscapeEvent>>> owned;
+
+  parallel_members(
+      n_members, opt.n_threads, kMemberGrain,
+      [&] {
+        auto events = std::make_unique<std::vector<EscapeEvent>>();
+        std::lock_guard<std::mutex> lock(events_mutex);
+        all_events.push_back(events.get());
+        owned.push_back(std::move(events));
+        return std::make_tuple(Scratch(layout, plan, train.n, use_rows, ld, eval_capacity),
+                               all_events.back(), CheckScratch(layout));
+      },
+      [&](auto& state, Index m) {
+        Scratch& st = std::get<0>(state);
+        std::vector<EscapeEvent>& events = *std::get<1>(state);
+        CheckScratch& cs = std::get<2>(state);
+        if (!slots.active[m]) return;
+        // The slot's state lives in locals and a thread-local copy of its parameters while it
+        // runs: neighbouring slots run on other threads, and writing their shared cache
+        // lines every step would serialise the threads. Written back at the end.
+        std::copy(ens.params + m * P, ens.params + (m + 1) * P, st.local.begin());
+        S* params = st.local.data();
+        std::uint64_t stream = ens.streams[m];
+        std::int64_t step = ens.steps[m];
+        std::int64_t start = slots.start_step[m];
+        std::int64_t hold_since = slots.hold_since[m];
+        std::int64_t started = slots.trajectories[m];
+        bool active = true;
+        const double lr = lr_m[m], beta = beta_m[m], temperature = temperature_m[m];
+        const S decay = static_cast<S>(1.0 - lr * beta);
+        const kernels::StepParams<S> sp{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
+        const double sigma = std::sqrt(2.0 * lr * temperature);
+        const double threshold = crit.values[m];
+        std::int64_t order = 0;
+        auto finish = [&](std::int64_t escape_age, std::int64_t age, bool diverged) {
+          events.push_back({m, stream, escape_age, age, diverged, order++});
+          if (!opt.refill) {
+            active = false;
+            if (diverged) ens.diverged[m] = 1;
+            return;
+          }
+          stream = opt.refill_base + static_cast<std::uint64_t>((started - 1) * n_members + m);
+          ++started;
+          std::copy(init_params + m * P, init_params + (m + 1) * P, params);
+          step = 0;
+          start = 0;
+          hold_since = -1;
+        };
+        for (std::int64_t r = 0; r < opt.n_steps && active; ++r) {
+          if (use_rows) {
+            if (plan.full()) {
+              st.rows->step(params, x_full.data(), y_full.data(), batch, sp);
+            } else {
+              st.rows->gather(train.x, train.y, st.sampler.indices(stream, step), batch);
+              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp);
+            }
+          } else {
+            const Index* idx = plan.full() ? nullptr : st.sampler.indices(stream, step);
+            st.samples->step(params, train.x, train.y, idx, batch, sp);
+          }
+          if (temperature > 0.0) {
+            st.normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
+                            st.noise.data(), P);
+            for (Index i = 0; i < P; ++i) params[i] += static_cast<S>(sigma * st.noise[i]);
+          }
+          ++step;
+          const std::int64_t age = step - start;
+          if (!Eigen::Map<const Vec<S>>(params, P).allFinite()) {
+            finish(age, age, true);
+            continue;
+          }
+          if (age % crit.check_every != 0) continue;
+          if (criterion_holds<S, Act>(crit, threshold, layout, params, test, modes, st.eval, cs)) {
+            if (hold_since < 0) hold_since = age;
+            if (age - hold_since >= crit.hold) finish(hold_since, age, false);
+          } else {
+            hold_since = -1;
+          }
+        }
+        std::copy(params, params + P, ens.params + m * P);
+        ens.streams[m] = stream;
+        ens.steps[m] = step;
+        slots.start_step[m] = start;
+        slots.hold_since[m] = hold_since;
+        slots.trajectories[m] = started;
+        slots.active[m] = active ? 1 : 0;
+      });
+  std::vector<EscapeEvent> merged;
+  for (auto* ev : all_events) merged.insert(merged.end(), ev->begin(), ev->end());
+  std::sort(merged.begin(), merged.end(), [](const EscapeEvent& a, const EscapeEvent& b) {
+    return a.slot != b.slot ? a.slot < b.slot : a.order < b.order;
+  });
+  return merged;
+}
+
+// Advances every active slot by opt.n_steps steps; returns the trajectories that ended.
+template <class S>
+std::vector<EscapeEvent> run_until_escape(const Layout& layout, const EnsembleRef<S>& ens,
+                                          const S* init_params, const DataRef<S>& train,
+                                          const DataRef<S>& test, const ModeSpec& modes,
+                                          const double* lr, const double* beta,
+                                          const double* temperature, const Criterion& crit,
+                                          SlotState& slots, const EscapeOptions& opt) {
+  return with_activation(layout, [&](auto act) {
+    constexpr Activation Act = decltype(act)::value;
+    return kernels::with_compiled_shape<Act>(layout, opt.generic_kernel, [&](auto shape) {
+      return run_slots<S, Act, decltype(shape)>(layout, ens, init_params, train, test, modes, lr,
+                                                beta, temperature, crit, slots, opt);
+    });
+  });
+}
+
+}  // namespace grokescape

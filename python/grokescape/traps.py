@@ -1,0 +1,263 @@
+"""Initial states for escape experiments: aligned traps built from the theory, and the
+paper's checkpoint protocol (train to convergence at beta = 0, then at beta_trap).
+
+Physics (physics.md section 5): in a bias-free linear network the set of weights in which
+every layer has rank <= r is invariant under SGD, so an exactly trapped state (residual 0)
+never escapes under pure SGD. Escape needs a residual in the unlearned directions, additive
+noise, or something else that breaks the invariance; here the residual is an explicit,
+recorded setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from grokescape import _checks
+from grokescape._native import core
+
+if TYPE_CHECKING:
+    from grokescape.data import Dataset
+    from grokescape.ensemble import Ensemble
+
+__all__ = ["aligned_weights", "checkpoint_trap", "layer_residuals"]
+
+
+def _learned_modes(learned: int | Sequence[int], n_modes: int) -> list[int]:
+    if isinstance(learned, (int, np.integer)) and not isinstance(learned, bool):
+        r = _checks.integer(learned, "learned", minimum=0)
+        if r > n_modes:
+            raise ValueError(f"learned: rank {r} exceeds the data's {n_modes} modes")
+        return list(range(r))
+    modes = sorted({_checks.integer(i, "learned", minimum=0) for i in learned})
+    if modes and modes[-1] >= n_modes:
+        raise ValueError(f"learned: mode {modes[-1]} out of range (the data has {n_modes})")
+    return modes
+
+
+def aligned_weights(
+    data: Dataset,
+    widths: Sequence[int],
+    learned: int | Sequence[int],
+    beta: float,
+    *,
+    residual: float = 0.0,
+    residual_kind: str = "channel",
+    n_members: int | None = None,
+    seed: int = 0,
+) -> list[NDArray[np.float64]]:
+    """Weights of an aligned trap state built analytically on the data's modes.
+
+    Mode i uses hidden channel i of every hidden layer. A learned mode sits at the theory's
+    learned minimum lambda_min(eta_hat_i, beta), balanced: every layer carries
+    s_i = lambda_min^(1/L) (the first layer's row is s_i Sigma_xx^(-1) v_i so that the
+    amplitude is exact for any data; it is balanced when Sigma_xx = I, e.g. exact-moment
+    data). Unlearned modes are at zero plus an explicit residual.
+
+    Parameters
+    ----------
+    data : Dataset
+    widths : sequence of int
+        Network widths; every hidden width must be >= the number of modes.
+    learned : int or sequence of int
+        Rank r (the r strongest modes are learned) or the indices of learned modes.
+    beta : float
+        L2 strength at which lambda_min is taken (the trap's beta).
+    residual : float
+        Size of the residual in the unlearned directions (0: exactly trapped).
+    residual_kind : {"channel", "random"}
+        "channel": each unlearned mode i gets per-layer amplitude `residual` in its own
+        hidden channel (so lambda_i = residual^L), the same for every member.
+        "random": every layer gets an independent Gaussian matrix with the rows and columns
+        of the learned channels removed (off the learned manifold), scaled to Frobenius norm
+        `residual`, drawn per member from the stream (seed, member, purpose "residual").
+    n_members : int or None
+        Number of members for per-member arrays; None returns one network
+        (not allowed with residual_kind="random").
+    seed : int
+
+    Returns
+    -------
+    list of arrays
+        Layer l as (out, in), or (n_members, out, in) when n_members is given.
+    """
+    from grokescape import theory
+
+    widths = [_checks.integer(w, "widths", minimum=1) for w in widths]
+    depth = len(widths) - 1
+    if depth < 1 or widths[0] != data.d_in or widths[-1] != data.d_out:
+        raise ValueError(f"widths: expected [{data.d_in}, ..., {data.d_out}], got {widths}")
+    r = data.n_modes
+    if any(h < r for h in widths[1:-1]):
+        raise ValueError(f"widths: every hidden width must be >= the {r} modes (one channel each)")
+    modes = _learned_modes(learned, r)
+    beta = float(_checks.finite_array(beta, "beta"))
+    if beta < 0:
+        raise ValueError(f"beta: expected >= 0, got {beta}")
+    residual = float(_checks.finite_array(residual, "residual"))
+    if residual < 0:
+        raise ValueError(f"residual: expected >= 0, got {residual}")
+    if residual_kind not in ("channel", "random"):
+        raise ValueError(f"residual_kind: expected 'channel' or 'random', got {residual_kind!r}")
+    if residual_kind == "random" and n_members is None and residual > 0:
+        raise ValueError("n_members: a random residual is drawn per member; give n_members")
+
+    lam_min = np.asarray(theory.stationary_points(data.eta_hat, beta, depth).minimum, dtype=float)
+    amp = np.zeros(r)
+    for i in modes:
+        if not np.isfinite(lam_min[i]) or lam_min[i] <= 0:
+            raise ValueError(
+                f"learned: mode {i} (eta_hat={data.eta_hat[i]:.4g}) has no learned minimum at "
+                f"beta={beta:.4g}"
+            )
+        amp[i] = lam_min[i] ** (1.0 / depth)
+    if residual_kind == "channel":
+        for i in range(r):
+            if i not in modes:
+                amp[i] = residual
+    in_dirs = np.linalg.pinv(data.sigma_xx) @ data.mode_in  # columns: Sigma_xx^-1 v_i
+    weights = []
+    for l in range(depth):
+        w = np.zeros((widths[l + 1], widths[l]))
+        for i in range(r):
+            col = in_dirs[:, i] if l == 0 else np.eye(widths[l])[:, i]
+            row = data.mode_out[:, i] if l == depth - 1 else np.eye(widths[l + 1])[:, i]
+            w += amp[i] * np.outer(row, col)
+        weights.append(w)
+    if n_members is None:
+        return weights
+    n_members = _checks.integer(n_members, "n_members", minimum=1)
+    stacked = [np.repeat(w[None], n_members, axis=0) for w in weights]
+    if residual_kind == "random" and residual > 0:
+        _add_random_residual(stacked, widths, modes, residual, n_members, _checks.seed(seed))
+    return stacked
+
+
+def _add_random_residual(
+    stacked: list[NDArray[np.float64]],
+    widths: list[int],
+    modes: list[int],
+    residual: float,
+    n_members: int,
+    seed: int,
+) -> None:
+    depth = len(widths) - 1
+    sizes = [widths[l + 1] * widths[l] for l in range(depth)]
+    draws = np.empty((n_members, sum(sizes)))
+    core.standard_normal(
+        seed,
+        np.arange(n_members, dtype=np.uint64),
+        0,
+        core.Purpose.residual,
+        draws,
+        int(core.default_threads()),
+    )
+    start = 0
+    for l in range(depth):
+        noise = draws[:, start : start + sizes[l]].reshape(n_members, widths[l + 1], widths[l])
+        start += sizes[l]
+        # remove the learned channels: their rows (hidden outputs) and columns (hidden inputs)
+        if l < depth - 1:
+            noise[:, modes, :] = 0.0
+        if l > 0:
+            noise[:, :, modes] = 0.0
+        norm = np.linalg.norm(noise.reshape(n_members, -1), axis=1)
+        stacked[l] += residual * noise / norm[:, None, None]
+
+
+def layer_residuals(ens: Ensemble, rank: int) -> NDArray[np.float64]:
+    """Per-layer residual of the unlearned directions: the largest singular value of each
+    layer beyond its `rank` leading ones, shape (M, L). Zero for an exact rank-`rank` trap."""
+    rank = _checks.integer(rank, "rank", minimum=0)
+    out = np.zeros((ens.n_members, ens.depth))
+    for l, w in enumerate(ens.weights):
+        sv = np.linalg.svd(np.asarray(w, dtype=float), compute_uv=False)
+        out[:, l] = sv[:, rank] if sv.shape[1] > rank else 0.0
+    return out
+
+
+def checkpoint_trap(
+    ens: Ensemble,
+    data: Dataset,
+    beta_trap: float,
+    *,
+    lr: float = 0.08,
+    batch_size: int | None = 64,
+    block_epochs: int = 50,
+    max_epochs: int = 5000,
+    rtol: float = 1e-7,
+    seed: int = 0,
+    n_threads: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The paper's trap preparation: train to convergence at beta = 0, then at beta_trap.
+
+    Convergence test (stated, per stage): training runs in blocks of `block_epochs` epochs,
+    and the exact full-batch training loss is evaluated 10 times per block. A stage has
+    converged when, for every member, the mean loss of the last block differs from that of
+    the block before by less than `rtol` (relative) or by less than twice the standard
+    error of that difference (estimated from the spread within the blocks): with minibatch
+    noise the loss fluctuates and only its level can settle. Otherwise it stops after
+    `max_epochs` (reported as not converged).
+
+    Returns
+    -------
+    DataFrame
+        One row per member: epochs and convergence flag of each stage, final loss, per-mode
+        amplitudes, singular values of the end-to-end map, and the per-layer residual of
+        the unlearned directions (:func:`layer_residuals` at the rank the state ends in).
+    """
+    beta_trap = float(_checks.finite_array(beta_trap, "beta_trap"))
+    if beta_trap < 0:
+        raise ValueError(f"beta_trap: expected >= 0, got {beta_trap}")
+    block_epochs = _checks.integer(block_epochs, "block_epochs", minimum=1)
+    max_epochs = _checks.integer(max_epochs, "max_epochs", minimum=1)
+    per_epoch = (
+        1 if batch_size is None or batch_size >= data.n_train else data.n_train // batch_size
+    )
+    report: dict[str, Any] = {}
+    block_steps = block_epochs * per_epoch
+    probe = max(1, block_steps // 10)
+    for name, beta in (("beta0", 0.0), ("trap", beta_trap)):
+        previous: NDArray[np.float64] | None = None
+        epochs = 0
+        converged = False
+        while epochs < max_epochs and not converged:
+            hist = ens.train(
+                data,
+                block_steps,
+                lr,
+                beta,
+                batch_size=batch_size,
+                seed=seed,
+                record_every=probe,
+                n_threads=n_threads,
+                progress=progress,
+            )
+            epochs += block_epochs
+            current = hist.loss[1:]  # (samples, M), the initial row belongs to the last block
+            if previous is not None:
+                diff = np.abs(current.mean(axis=0) - previous.mean(axis=0))
+                se = np.sqrt(
+                    current.var(axis=0, ddof=1) / len(current)
+                    + previous.var(axis=0, ddof=1) / len(previous)
+                )
+                level = np.abs(previous.mean(axis=0))
+                converged = bool(np.all((diff <= rtol * level) | (diff <= 2 * se)))
+            previous = current
+        report[f"epochs_{name}"] = epochs
+        report[f"converged_{name}"] = converged
+    obs = ens.observables(data, beta_trap)
+    sv_cols = [c for c in obs.columns if c.startswith("sv_")]
+    rank = (obs[sv_cols].to_numpy() > 1e-3).sum(axis=1)
+    obs["rank"] = rank
+    for k, v in report.items():
+        obs[k] = v
+    res = np.stack([layer_residuals(ens, int(rk))[i] for i, rk in enumerate(rank)])
+    for l in range(ens.depth):
+        obs[f"residual_layer{l}"] = res[:, l]
+    return obs
