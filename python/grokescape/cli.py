@@ -49,6 +49,31 @@ def _cmd_show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from grokescape.reproduce import reproduce
+
+    command = "grokescape " + " ".join(sys.argv[1:]) if sys.argv[1:] else "grokescape reproduce"
+    tic = time.perf_counter()
+    reproduce(
+        args.experiments or None,
+        quick=args.quick,
+        out=args.out,
+        members=args.members,
+        threads=args.threads,
+        seed=args.seed,
+        progress=not args.no_progress,
+        command=command,
+    )
+    print(f"wrote {args.out}/REPORT.md in {time.perf_counter() - tic:.0f} s")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from grokescape import bench
+
+    return int(bench.main(args.bench_args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grokescape",
@@ -65,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("show-config", help="print versions, OpenMP, threads and instruction sets")
     p.set_defaults(func=_cmd_show_config)
+    p = sub.add_parser(
+        "reproduce", help="run the paper's experiments, write figures, data, REPORT.md"
+    )
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help="landscape, phase-diagram, trapping, arrhenius, sparse-grokking, depth, "
+        "nonlinear (default: all)",
+    )
+    p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
+    p.add_argument("--out", default="grokescape-reproduce", help="output directory")
+    p.add_argument("--members", type=int, default=None, help="ensemble size of every experiment")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
+    p = sub.add_parser("bench", help="benchmark grokescape against NumPy, PyTorch and JAX")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/peers.py")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -226,7 +226,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
           }
           ++step;
           const std::int64_t age = step - start;
-          if (!Eigen::Map<const Vec<S>>(params, P).allFinite()) {
+          if (!kernels::all_finite(params, P)) {
             finish(age, age, true);
             continue;
           }

@@ -28,14 +28,17 @@ struct BatchPlan {
   Index batches_per_epoch(Index n) const { return full() ? 1 : n / batch_size; }
 };
 
-// Fisher-Yates shuffle of 0..n-1 with draws from one counter-addressed stream.
+// Fisher-Yates shuffle of 0..n-1 with draws from one counter-addressed stream: position
+// i = n-1, ..., 1 swaps with a uniform j in [0, i] (DrawStream::below).
 inline void epoch_permutation(std::uint64_t seed, std::uint64_t stream, std::uint64_t epoch,
                               std::vector<Index>& perm) {
   std::iota(perm.begin(), perm.end(), Index{0});
   DrawStream draws(seed, stream, epoch, Purpose::kPermutation);
   for (Index i = static_cast<Index>(perm.size()) - 1; i > 0; --i) {
     const Index j = static_cast<Index>(draws.below(static_cast<std::uint64_t>(i + 1)));
-    std::swap(perm[i], perm[j]);
+    const Index t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
   }
 }
 

@@ -67,8 +67,38 @@ class DrawStream {
   // Uniform double in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
-  // Uniform integer in [0, n), exact (Lemire's multiply-shift with rejection).
+  // Next 32 random bits (each 64-bit word gives two: low half first).
+  std::uint32_t next_u32() {
+    if (half_) {
+      half_ = false;
+      return static_cast<std::uint32_t>(word_ >> 32);
+    }
+    word_ = next_u64();
+    half_ = true;
+    return static_cast<std::uint32_t>(word_);
+  }
+
+  // Uniform integer in [0, n) for n <= 2^32, exact (Lemire's multiply-shift with
+  // rejection on 32-bit draws).
+  std::uint32_t below32(std::uint32_t n) {
+    std::uint64_t m = static_cast<std::uint64_t>(next_u32()) * n;
+    std::uint32_t low = static_cast<std::uint32_t>(m);
+    if (low < n) {
+      const std::uint32_t threshold = (0u - n) % n;
+      while (low < threshold) {
+        m = static_cast<std::uint64_t>(next_u32()) * n;
+        low = static_cast<std::uint32_t>(m);
+      }
+    }
+    return static_cast<std::uint32_t>(m >> 32);
+  }
+
+  // Uniform integer in [0, n), exact: 32-bit draws when n fits, else 64-bit ones.
   std::uint64_t below(std::uint64_t n) {
+    if (n <= (std::uint64_t{1} << 32)) {
+      if (n == (std::uint64_t{1} << 32)) return next_u32();
+      return below32(static_cast<std::uint32_t>(n));
+    }
     unsigned __int128 m = static_cast<unsigned __int128>(next_u64()) * n;
     std::uint64_t low = static_cast<std::uint64_t>(m);
     if (low < n) {
@@ -91,6 +121,8 @@ class DrawStream {
   std::uint64_t index_ = 0;
   Counter block_{};
   int pos_ = 4;
+  std::uint64_t word_ = 0;
+  bool half_ = false;
 };
 
 }  // namespace grokescape

@@ -190,7 +190,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             for (Index i = 0; i < P; ++i) params[i] += static_cast<S>(sigma * st.noise[i]);
           }
           ++step;
-          if (!Eigen::Map<const Vec<S>>(params, P).allFinite()) {
+          if (!kernels::all_finite(params, P)) {
             ens.diverged[m] = 1;
             if (rec.diverged_at) rec.diverged_at[m] = r + 1;
             break;

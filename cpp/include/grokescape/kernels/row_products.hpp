@@ -1,13 +1,17 @@
 // The three small products of one SGD step, for activations stored as "sample rows":
 // a layer's activations are a (width x ld) row-major block whose row k holds feature k of
 // every sample of the batch, so the vector loops run over samples. Sizes marked NI/NO are
-// compile-time constants when positive (fully unrolled, accumulators in registers) and
-// run-time values (ni, no) when 0. ld and the batch length bp are multiples of kRowPad.
+// compile-time constants when positive (fully unrolled) and run-time values (ni, no) when
+// 0. ld and the padded batch length bp are multiples of kRowPad.
 //
 //   forward_rows:   out[i, :] = sum_k W[i, k] in[k, :]  (+ b[i])     W is (no x ni) row-major
 //   backprop_rows:  out[k, :] = sum_i W[i, k] d[i, :]                 (W^T d)
 //   update_rows:    W[i, k]   = decay W[i, k] - lr sum_b d[i, b] a[k, b]
 //                   b[i]      = bias_decay b[i] - lr sum_b d[i, b]
+//
+// Register blocking: two output rows at a time over a tile of up to four vectors of
+// samples, so each loaded input vector feeds two FMAs and the accumulators stay in
+// registers; the gradient forms blocks of two rows of d by up to four rows of a.
 #pragma once
 
 #include "grokescape/kernels/simd.hpp"
@@ -22,90 +26,115 @@ inline int dim(int runtime) {
     return runtime;
 }
 
-// Tile of TB samples starting at b0 for one output row i.
-template <class S, int TB, int NI>
-inline void forward_tile(const S* __restrict w_row, int ni, const S* __restrict in, Index ld,
-                         S init, S* __restrict out) {
-  S acc[TB];
-  for (int t = 0; t < TB; ++t) acc[t] = init;
-  const int n_in = dim<NI>(ni);
-  for (int k = 0; k < n_in; ++k) {
-    const S w = w_row[k];
+// out rows r0..r0+R-1 (R = 1 or 2) over NV vectors starting at sample b0:
+//   out[r, :] = init[r] + sum_k coef(r, k) in[k, :]
+// coef(r, k) = c[r * cs + k * ks] (cs, ks strides: W or W^T).
+template <class S, int R, int NV, int NK>
+inline void rows_tile(const S* __restrict c, Index cs, Index ks, int nk, const S* __restrict in,
+                      Index ld, const S* init, S* __restrict out) {
+  constexpr int L = kLanes<S>;
+  Vector<S> acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = broadcast<S>(init ? init[r] : S(0));
+  const int n_k = dim<NK>(nk);
+  for (int k = 0; k < n_k; ++k) {
+    Vector<S> w[R];
+    for (int r = 0; r < R; ++r) w[r] = broadcast<S>(c[r * cs + k * ks]);
     const S* __restrict a = in + k * ld;
-    for (int t = 0; t < TB; ++t) acc[t] += w * a[t];
+    for (int v = 0; v < NV; ++v) {
+      const Vector<S> x = load<S>(a + v * L);
+      for (int r = 0; r < R; ++r) acc[r][v] += w[r] * x;
+    }
   }
-  for (int t = 0; t < TB; ++t) out[t] = acc[t];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) store<S>(out + r * ld + v * L, acc[r][v]);
+}
+
+// All n_rows output rows over all samples: out[r, :] = init[r] + sum_k c(r, k) in[k, :].
+template <class S, int NK, int NR>
+inline void rows_product(const S* __restrict c, Index cs, Index ks, int nk, int nr,
+                         const S* __restrict in, const S* init, S* __restrict out, Index ld,
+                         Index bp) {
+  constexpr int L = kLanes<S>;
+  constexpr int NV = 4;
+  const int n_rows = dim<NR>(nr);
+  auto tile = [&](auto nv_c, Index b0) {
+    constexpr int V = decltype(nv_c)::value;
+    int r = 0;
+    for (; r + 4 <= n_rows; r += 4)
+      rows_tile<S, 4, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
+                             out + r * ld + b0);
+    for (; r + 2 <= n_rows; r += 2)
+      rows_tile<S, 2, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
+                             out + r * ld + b0);
+    if (r < n_rows)
+      rows_tile<S, 1, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
+                             out + r * ld + b0);
+  };
+  Index b0 = 0;
+  for (; b0 + NV * L <= bp; b0 += NV * L) tile(std::integral_constant<int, NV>{}, b0);
+  for (; b0 < bp; b0 += L) tile(std::integral_constant<int, 1>{}, b0);
 }
 
 template <class S, int NI, int NO>
 inline void forward_rows(const S* __restrict w, const S* __restrict bias, int ni, int no,
                          const S* __restrict in, S* __restrict out, Index ld, Index bp) {
-  constexpr int L = kLanes<S>;
-  constexpr int TB = 4 * L;
-  const int n_out = dim<NO>(no), n_in = dim<NI>(ni);
-  Index b0 = 0;
-  for (; b0 + TB <= bp; b0 += TB)
-    for (int i = 0; i < n_out; ++i)
-      forward_tile<S, TB, NI>(w + i * n_in, n_in, in + b0, ld, bias ? bias[i] : S(0),
-                              out + i * ld + b0);
-  for (; b0 < bp; b0 += L)
-    for (int i = 0; i < n_out; ++i)
-      forward_tile<S, L, NI>(w + i * n_in, n_in, in + b0, ld, bias ? bias[i] : S(0),
-                             out + i * ld + b0);
-}
-
-template <class S, int TB, int NI, int NO>
-inline void backprop_tile(const S* __restrict w, int ni, int no, int k, const S* __restrict d,
-                          Index ld, S* __restrict out) {
-  S acc[TB];
-  for (int t = 0; t < TB; ++t) acc[t] = S(0);
-  const int n_out = dim<NO>(no), n_in = dim<NI>(ni);
-  for (int i = 0; i < n_out; ++i) {
-    const S wik = w[i * n_in + k];
-    const S* __restrict di = d + i * ld;
-    for (int t = 0; t < TB; ++t) acc[t] += wik * di[t];
-  }
-  for (int t = 0; t < TB; ++t) out[t] = acc[t];
+  const int n_in = dim<NI>(ni);
+  rows_product<S, NI, NO>(w, n_in, 1, ni, no, in, bias, out, ld, bp);
 }
 
 template <class S, int NI, int NO>
 inline void backprop_rows(const S* __restrict w, int ni, int no, const S* __restrict d,
                           S* __restrict out, Index ld, Index bp) {
-  constexpr int L = kLanes<S>;
-  constexpr int TB = 4 * L;
   const int n_in = dim<NI>(ni);
-  Index b0 = 0;
-  for (; b0 + TB <= bp; b0 += TB)
-    for (int k = 0; k < n_in; ++k)
-      backprop_tile<S, TB, NI, NO>(w, ni, no, k, d + b0, ld, out + k * ld + b0);
-  for (; b0 < bp; b0 += L)
-    for (int k = 0; k < n_in; ++k)
-      backprop_tile<S, L, NI, NO>(w, ni, no, k, d + b0, ld, out + k * ld + b0);
+  rows_product<S, NO, NI>(w, 1, n_in, no, ni, d, nullptr, out, ld, bp);
 }
 
-// Sum over the batch of x[b] * y[b] with a vector accumulator (fixed order per build).
-template <class S>
-inline S row_dot(const S* __restrict x, const S* __restrict y, Index bp) {
+// Dot products of rows d[i0..i0+RI) with rows a[k0..k0+RK) over bp samples.
+template <class S, int RI, int RK>
+inline void dot_block(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
+                      S (&out)[RI][RK]) {
   constexpr int L = kLanes<S>;
-  S acc[L];
-  for (int t = 0; t < L; ++t) acc[t] = S(0);
-  for (Index b0 = 0; b0 < bp; b0 += L)
-    for (int t = 0; t < L; ++t) acc[t] += x[b0 + t] * y[b0 + t];
-  for (int width = L / 2; width > 0; width /= 2)
-    for (int t = 0; t < width; ++t) acc[t] += acc[t + width];
-  return acc[0];
+  Vector<S> acc[RI][RK];
+  for (int i = 0; i < RI; ++i)
+    for (int k = 0; k < RK; ++k) acc[i][k] = Vector<S>{};
+  for (Index b0 = 0; b0 < bp; b0 += L) {
+    Vector<S> x[RI], y[RK];
+    for (int i = 0; i < RI; ++i) x[i] = load<S>(d + i * ld + b0);
+    for (int k = 0; k < RK; ++k) y[k] = load<S>(a + k * ld + b0);
+    for (int i = 0; i < RI; ++i)
+      for (int k = 0; k < RK; ++k) acc[i][k] += x[i] * y[k];
+  }
+  for (int i = 0; i < RI; ++i)
+    for (int k = 0; k < RK; ++k) out[i][k] = lane_sum<S>(acc[i][k]);
 }
 
 template <class S>
 inline S row_sum(const S* __restrict x, Index bp) {
   constexpr int L = kLanes<S>;
-  S acc[L];
-  for (int t = 0; t < L; ++t) acc[t] = S(0);
-  for (Index b0 = 0; b0 < bp; b0 += L)
-    for (int t = 0; t < L; ++t) acc[t] += x[b0 + t];
-  for (int width = L / 2; width > 0; width /= 2)
-    for (int t = 0; t < width; ++t) acc[t] += acc[t + width];
-  return acc[0];
+  Vector<S> acc{};
+  for (Index b0 = 0; b0 < bp; b0 += L) acc += load<S>(x + b0);
+  return lane_sum<S>(acc);
+}
+
+// The same for RI * RK == kLanes<S> dot products, reduced together.
+template <class S, int RI, int RK>
+inline void dot_block_lanes(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
+                            S (&out)[RI][RK]) {
+  constexpr int L = kLanes<S>;
+  static_assert(RI * RK == L, "one accumulator per lane");
+  Vector<S> acc[L];
+  for (int j = 0; j < L; ++j) acc[j] = Vector<S>{};
+  for (Index b0 = 0; b0 < bp; b0 += L) {
+    Vector<S> x[RI], y[RK];
+    for (int i = 0; i < RI; ++i) x[i] = load<S>(d + i * ld + b0);
+    for (int k = 0; k < RK; ++k) y[k] = load<S>(a + k * ld + b0);
+    for (int i = 0; i < RI; ++i)
+      for (int k = 0; k < RK; ++k) acc[i * RK + k] += x[i] * y[k];
+  }
+  const Vector<S> sums = transpose_sum<S>(acc);
+  for (int i = 0; i < RI; ++i)
+    for (int k = 0; k < RK; ++k) out[i][k] = sums[i * RK + k];
 }
 
 template <class S, int NI, int NO>
@@ -113,14 +142,33 @@ inline void update_rows(S* __restrict w, S* __restrict bias, int ni, int no,
                         const S* __restrict d, const S* __restrict a, Index ld, Index bp, S lr,
                         S decay, S bias_decay) {
   const int n_out = dim<NO>(no), n_in = dim<NI>(ni);
-  for (int i = 0; i < n_out; ++i) {
-    const S* __restrict di = d + i * ld;
-    for (int k = 0; k < n_in; ++k) {
-      const S g = row_dot(di, a + k * ld, bp);
-      w[i * n_in + k] = decay * w[i * n_in + k] - lr * g;
-    }
-    if (bias) bias[i] = bias_decay * bias[i] - lr * row_sum(di, bp);
-  }
+  auto apply = [&](auto ri_c, auto rk_c, int i, int k) {
+    constexpr int RI = decltype(ri_c)::value, RK = decltype(rk_c)::value;
+    S g[RI][RK];
+    if constexpr (RI * RK == kLanes<S>)
+      dot_block_lanes<S, RI, RK>(d + i * ld, a + k * ld, ld, bp, g);
+    else
+      dot_block<S, RI, RK>(d + i * ld, a + k * ld, ld, bp, g);
+    for (int r = 0; r < RI; ++r)
+      for (int q = 0; q < RK; ++q) {
+        S& wij = w[(i + r) * n_in + k + q];
+        wij = decay * wij - lr * g[r][q];
+      }
+  };
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  using I4 = std::integral_constant<int, 4>;
+  auto row_block = [&](auto ri_c, int i) {
+    int k = 0;
+    for (; k + 4 <= n_in; k += 4) apply(ri_c, I4{}, i, k);
+    for (; k + 2 <= n_in; k += 2) apply(ri_c, I2{}, i, k);
+    if (k < n_in) apply(ri_c, I1{}, i, k);
+  };
+  int i = 0;
+  for (; i + 2 <= n_out; i += 2) row_block(I2{}, i);
+  if (i < n_out) row_block(I1{}, i);
+  if (bias)
+    for (int r = 0; r < n_out; ++r) bias[r] = bias_decay * bias[r] - lr * row_sum(d + r * ld, bp);
 }
 
 }  // namespace grokescape::kernels

@@ -47,7 +47,7 @@ class RowStep {
 
   // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows.
   void gather(const S* x, const S* y, const Index* idx, Index batch) {
-    const Index d_in = layout_.d_in(), d_out = layout_.d_out();
+    const Index d_in = first_width<Shape>(layout_), d_out = last_width<Shape>(layout_);
     for (Index c = 0; c < batch; ++c) {
       const S* xs = x + idx[c] * d_in;
       const S* ys = y + idx[c] * d_out;

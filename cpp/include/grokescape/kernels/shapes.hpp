@@ -64,6 +64,22 @@ inline void layers_down(const Layout& layout, F&& f) {
   }
 }
 
+// Input and output widths, compile-time constants for Fixed shapes.
+template <class Shape>
+inline Index first_width(const Layout& layout) {
+  if constexpr (std::is_same_v<Shape, Dynamic>)
+    return layout.d_in();
+  else
+    return Shape::widths[0];
+}
+template <class Shape>
+inline Index last_width(const Layout& layout) {
+  if constexpr (std::is_same_v<Shape, Dynamic>)
+    return layout.d_out();
+  else
+    return Shape::widths[Shape::depth];
+}
+
 // Calls f(shape) with the first compiled shape matching the layout, else f(Dynamic{}).
 // `generic` forces Dynamic (tests compare the two).
 template <Activation Act, class F>

@@ -1,6 +1,9 @@
-// Vector width of the instruction set this translation unit is compiled for, and the
-// padding of batch rows to a whole number of vectors.
+// Vector types of the instruction set this translation unit is compiled for (GCC/Clang
+// vector extensions: the compiler keeps them in registers and emits SSE2, AVX2 or AVX-512
+// code as the variant's flags allow), and the padding of batch rows to whole vectors.
 #pragma once
+
+#include <cstring>
 
 #include "grokescape/layout.hpp"
 
@@ -16,6 +19,104 @@ inline constexpr int kVectorBytes = 16;
 
 template <class S>
 inline constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(S));
+
+template <class S>
+struct VectorOf;
+template <>
+struct VectorOf<double> {
+  typedef double type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct VectorOf<float> {
+  typedef float type __attribute__((vector_size(kVectorBytes)));
+};
+template <class S>
+using Vector = typename VectorOf<S>::type;
+
+template <class S>
+inline Vector<S> load(const S* p) {
+  Vector<S> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class S>
+inline void store(S* p, Vector<S> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <class S>
+inline Vector<S> broadcast(S x) {
+  return x - Vector<S>{};  // x - 0 is x for every x (x + 0 would turn -0 into +0)
+}
+// Sum of the lanes by pairwise halving (log2(lanes) dependent additions).
+template <class S>
+inline S lane_sum(Vector<S> v) {
+  S a[kLanes<S>];
+  std::memcpy(a, &v, sizeof(v));
+  for (int width = kLanes<S> / 2; width > 0; width /= 2)
+    for (int t = 0; t < width; ++t) a[t] += a[t + width];
+  return a[0];
+}
+
+template <class S>
+struct IndexVectorOf;
+template <>
+struct IndexVectorOf<double> {
+  typedef long long type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct IndexVectorOf<float> {
+  typedef int type __attribute__((vector_size(kVectorBytes)));
+};
+
+namespace detail {
+// One level of the transposing reduction: p and q each hold groups of G lanes (partial
+// sums of different dot products); the result holds groups of G/2 lanes, p's then q's.
+template <class S, int G>
+inline Vector<S> merge_halves(Vector<S> p, Vector<S> q) {
+  constexpr int L = kLanes<S>;
+  typename IndexVectorOf<S>::type first, second;
+  for (int t = 0; t < L; ++t) {
+    const int source = t < L / 2 ? 0 : L;  // lanes of p, or of q (indices >= L)
+    const int u = t % (L / 2);
+    const int group = u / (G / 2), offset = u % (G / 2);
+    first[t] = source + group * G + offset;
+    second[t] = source + group * G + G / 2 + offset;
+  }
+  return __builtin_shuffle(p, q, first) + __builtin_shuffle(p, q, second);
+}
+
+template <class S, int G>
+inline void reduce_level(Vector<S>* v, int count) {
+  if constexpr (G > 1) {
+    for (int j = 0; j < count / 2; ++j) v[j] = merge_halves<S, G>(v[2 * j], v[2 * j + 1]);
+    reduce_level<S, G / 2>(v, count / 2);
+  }
+}
+}  // namespace detail
+
+// Lane j of the result is the sum of the lanes of v[j], for kLanes<S> vectors (v is
+// overwritten). log2(lanes) levels of shuffles and additions instead of one horizontal
+// reduction per vector.
+template <class S>
+inline Vector<S> transpose_sum(Vector<S>* v) {
+  detail::reduce_level<S, kLanes<S>>(v, kLanes<S>);
+  return v[0];
+}
+
+// True when no element of p[0..n) is NaN or infinite (x - x is 0 exactly for finite x).
+template <class S>
+inline bool all_finite(const S* p, Index n) {
+  constexpr int L = kLanes<S>;
+  Vector<S> acc{};
+  Index i = 0;
+  for (; i + L <= n; i += L) {
+    const Vector<S> v = load<S>(p + i);
+    acc += v - v;
+  }
+  S tail = S(0);
+  for (; i < n; ++i) tail += p[i] - p[i];
+  return lane_sum<S>(acc) + tail == S(0);
+}
 
 // Batch rows are padded to a multiple of 16 elements (a whole number of vectors for every
 // supported instruction set and both precisions) so vector loops need no remainder.

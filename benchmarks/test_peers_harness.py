@@ -1,0 +1,88 @@
+"""Checks of the peer benchmark's harness (grokescape.bench), cheap enough for CI."""
+
+from __future__ import annotations
+
+import pytest
+
+from grokescape import bench
+
+
+def test_flop_count_formula():
+    # paper: S = 20 + 100 + 20 = 140, S2 = 120, B = 64: 4*64*140 + 2*64*120 + 3*140.
+    assert bench.flops_per_member_step([2, 10, 10, 2], 64) == 51620
+    assert bench.flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
+
+
+@pytest.mark.parametrize("peer", ["numpy", "grokescape"])
+def test_peer_agrees_and_times(peer):
+    task = {"peer": peer, "workload": "paper", "dtype": "float64", "mode": "quick", "sizes": [16]}
+    res = bench._worker(task)
+    assert res["status"] == "ok", res
+    assert all(c["ok"] and c["max_rel_error"] < 1e-10 for c in res["verify"])
+    assert res["best_n_members"] == 16
+    assert res["member_steps_per_s"] > 0
+    assert res["sizes"][0]["finite"]
+
+
+def test_markdown_report_renders():
+    report = {
+        "mode": "quick",
+        "date": "2026-01-01T00:00:00+00:00",
+        "command": "python benchmarks/peers.py --quick",
+        "machine": {
+            "cpu_model": "cpu",
+            "cpu_count": 2,
+            "host": "h",
+            "load_average_at_start": (0.0, 0.0, 0.0),
+            "grokescape_config": {
+                "grokescape": "0",
+                "core_variant": "x",
+                "compiler": "c",
+                "openmp": True,
+                "default_threads": 2,
+                "numpy": "2",
+                "python": "3",
+            },
+        },
+        "peer_versions": {"numpy": "2", "jax": "not installed"},
+        "peaks": [
+            {"dtype": "float64", "gflops": 50.0, "times_s": [1.0]},
+            {"dtype": "float32", "gflops": 100.0, "times_s": [1.0]},
+        ],
+        "repeats": 3,
+        "target_s": 0.15,
+        "workloads": ["paper"],
+        "results": [
+            {
+                "peer": "grokescape",
+                "workload": "paper",
+                "dtype": "float64",
+                "status": "ok",
+                "best_n_members": 64,
+                "member_steps_per_s": 2e5,
+                "gflops": 10.0,
+                "verify": [],
+            },
+            {
+                "peer": "numpy",
+                "workload": "paper",
+                "dtype": "float64",
+                "status": "ok",
+                "best_n_members": 64,
+                "member_steps_per_s": 1e5,
+                "gflops": 5.0,
+                "verify": [],
+            },
+            {
+                "peer": "jax",
+                "workload": "paper",
+                "dtype": "float64",
+                "status": "skipped",
+                "reason": "jax not importable",
+            },
+        ],  # fmt: skip
+        "threads": None,
+    }
+    text = bench.render_markdown(report)
+    assert "| paper | float64 | numpy | 64 | 100 k | 5.00 | 10.0% | 2x | - | - |" in text
+    assert "skipped: jax not importable" in text

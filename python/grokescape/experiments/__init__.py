@@ -1,0 +1,31 @@
+"""The paper's experiments (physics.md section 6) and the ones that go past it.
+
+Each experiment is a function ``run(config, *, n_threads=None, progress=False)`` returning an
+:class:`~grokescape.experiments.common.ExperimentResult` with its data tables, figures,
+the rows it contributes to the report's table of the paper's claims, and a markdown
+section. :func:`grokescape.reproduce.reproduce` runs them and writes the outputs.
+"""
+
+from grokescape.experiments import (
+    arrhenius,
+    depth,
+    landscape,
+    nonlinear,
+    phase_diagram,
+    sparse,
+    trapping,
+)
+from grokescape.experiments.common import Claim, ExperimentResult
+
+#: Experiment name -> module, in the order of the report.
+EXPERIMENTS = {
+    "landscape": landscape,
+    "phase-diagram": phase_diagram,
+    "trapping": trapping,
+    "arrhenius": arrhenius,
+    "sparse-grokking": sparse,
+    "depth": depth,
+    "nonlinear": nonlinear,
+}
+
+__all__ = ["EXPERIMENTS", "Claim", "ExperimentResult"]

@@ -1,0 +1,182 @@
+"""``grokescape reproduce``: run the paper's experiments and write figures, data and a
+report that sets the paper's numbers beside ours."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+__all__ = ["load_config", "reproduce", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_PATH = Path(__file__).parent / "configs" / "reproduce.toml"
+
+#: physics.md section 7, and the claims that measure each point.
+KNOWN_PROBLEMS = {
+    "7.1 Eq. (1) has beta/2, Eqs. (2), (3), (10) L beta/2": ["Eq. (1) regulariser"],
+    "7.2 printed barrier numbers do not follow from the equations": [
+        "saddle at beta",
+        "barrier at beta",
+    ],
+    "7.3 at beta = 0.32 the rank-1 state is the global minimum for eta = 0.8": ["global minimum"],
+    "7.4 caption beta = 0.03 vs text 0.32; sweep direction; D = 170": ["rank-1 trap escapes"],
+    "7.5 dE_eff gap blamed on entropic terms; C never given; -ln(lr)": [
+        "effective barrier",
+        "additive noise",
+    ],
+    "7.6 pure SGD cannot leave an exact low-rank trap": ["rank-1 trap escapes", "rank-0 trap"],
+    "7.7 the sparse run has n = 25 < B = 64: full batch": ["full-batch GD"],
+}
+
+
+def load_config(quick: bool = False, path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The configuration of every experiment: [common] merged into each experiment's table,
+    then the [quick.<experiment>] overrides when `quick`."""
+    with open(path or CONFIG_PATH, "rb") as fh:
+        raw = tomllib.load(fh)
+    common = raw.get("common", {})
+    quick_tables = raw.get("quick", {})
+    out = {}
+    for name, table in raw.items():
+        if name in ("common", "quick"):
+            continue
+        cfg = {**common, **table}
+        if quick:
+            cfg.update(quick_tables.get(name, {}))
+        out[name] = cfg
+    return out
+
+
+def _write_table(df: Any, path: Path) -> str:
+    try:
+        import pyarrow  # noqa: F401
+
+        if len(df) > 5000:
+            df.to_parquet(path.with_suffix(".parquet"), index=False)
+            return path.with_suffix(".parquet").name
+    except ImportError:
+        pass
+    df.to_csv(path.with_suffix(".csv"), index=False)
+    return path.with_suffix(".csv").name
+
+
+def reproduce(
+    experiments: Sequence[str] | None = None,
+    *,
+    quick: bool = False,
+    out: str | Path = "grokescape-reproduce",
+    members: int | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run experiments (all by default) and write figures, data and REPORT.md into `out`.
+
+    Returns the experiment results by name.
+    """
+    matplotlib.use("Agg")
+    from grokescape.experiments import EXPERIMENTS
+
+    names = list(experiments) if experiments else list(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"experiments: unknown {unknown}; choose from {list(EXPERIMENTS)}")
+    config = load_config(quick)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    tic = time.perf_counter()
+    for name in names:
+        cfg = dict(config[name])
+        cfg["seed"] = int(seed)
+        if members is not None and "members" in cfg:
+            cfg["members"] = int(members)
+        logger.info("running %s", name)
+        print(f"[grokescape] {name} ...", file=sys.stderr, flush=True)
+        result = EXPERIMENTS[name].run(cfg, n_threads=threads, progress=progress)
+        results[name] = result
+        exp_dir = out_dir / name
+        exp_dir.mkdir(exist_ok=True)
+        files = []
+        for fig_name, fig in result.figures.items():
+            fig.savefig(exp_dir / f"{fig_name}.png", dpi=130)
+            files.append(f"{fig_name}.png")
+            matplotlib.pyplot.close(fig)
+        for table_name, df in result.tables.items():
+            files.append(_write_table(df, exp_dir / table_name))
+        (exp_dir / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+        result.values["files"] = files
+        print(f"[grokescape] {name} done in {result.seconds:.1f} s", file=sys.stderr, flush=True)
+        write_report(
+            results, out_dir, quick=quick, command=command, total=time.perf_counter() - tic
+        )
+    return results
+
+
+def write_report(
+    results: dict[str, Any], out_dir: Path, *, quick: bool, command: str | None, total: float
+) -> Path:
+    """Write REPORT.md for the results so far."""
+    from grokescape._config import config as build_config
+    from grokescape.experiments.common import Claim
+
+    lines = ["# grokescape: reproduction of arXiv:2606.17120", ""]
+    lines += [
+        f"- command: `{command or 'grokescape reproduce'}`",
+        f"- mode: {'quick (reduced sizes)' if quick else 'full'}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {platform.processor() or platform.machine()}, "
+        f"{build_config()['default_threads']} threads, core variant "
+        f"{build_config()['core_variant']}, grokescape {build_config()['grokescape']}",
+        "- configuration: each experiment's `config.json` (from the shipped "
+        "`configs/reproduce.toml`)",
+        "",
+    ]
+    claims: list[Claim] = [c for r in results.values() for c in r.claims]
+    lines += [
+        "## The paper's numbers beside ours",
+        "",
+        "| experiment | quantity | paper | ours | n | verdict | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        lines.append(
+            f"| {c.experiment} | {c.quantity} | {c.paper} | {c.ours} | {c.n} | "
+            f"**{c.verdict}** | {c.note} |"
+        )
+    lines += ["", "## Known problems of the paper (physics.md section 7)", ""]
+    for problem, keys in KNOWN_PROBLEMS.items():
+        found = [c for c in claims if any(k in c.quantity for k in keys)]
+        if found:
+            txt = "; ".join(f"{c.quantity}: {c.ours} ({c.verdict})" for c in found)
+        else:
+            txt = "not measured in this run"
+        lines.append(f"- **{problem}.** {txt}")
+    for name, r in results.items():
+        lines += ["", f"## {name}", ""]
+        for fig_name in r.figures:
+            lines.append(f"![{fig_name}]({name}/{fig_name}.png)")
+        lines += [
+            "",
+            r.markdown,
+            "",
+            f"Files: {', '.join(r.values.get('files', []))}. Run time {r.seconds:.1f} s.",
+        ]
+    lines += ["", "## Run time", ""]
+    lines += [f"- {name}: {r.seconds:.1f} s" for name, r in results.items()]
+    lines.append(f"- total: {total:.1f} s")
+    path = out_dir / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
