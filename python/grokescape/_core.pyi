@@ -115,3 +115,54 @@ def gradients(
     grads: F,
     n_threads: int,
 ) -> None: ...
+
+class CriterionKind(enum.Enum):
+    mode_amplitude = 0
+    singular_value = 1
+    test_mse = 2
+
+def per_sample_gradient_moments(
+    layout: Layout,
+    params: F,
+    x_train: F,
+    y_train: F,
+    mean_sq: F64,
+    sq_mean: F64,
+    n_threads: int,
+) -> None: ...
+def run_until_escape(
+    layout: Layout,
+    params: F,
+    steps: I64,
+    diverged: U8,
+    streams: U64,
+    init_params: F,
+    x_train: F,
+    y_train: F,
+    x_test: F,
+    y_test: F,
+    mode_out: F64,
+    mode_in: F64,
+    mode_eta: F64,
+    lr: F64,
+    beta: F64,
+    temperature: F64,
+    kind: CriterionKind,
+    index: int,
+    value: F64,
+    hold: int,
+    check_every: int,
+    batch_size: int,
+    sampling: Sampling,
+    seed: int,
+    decay_bias: bool,
+    refill: bool,
+    refill_base: int,
+    n_steps: int,
+    active: U8,
+    start_step: I64,
+    hold_since: I64,
+    trajectories: I64,
+    n_threads: int,
+    generic_kernel: bool = False,
+) -> dict[str, NDArray[np.generic]]: ...

@@ -33,6 +33,8 @@ def _learned_modes(learned: int | Sequence[int], n_modes: int) -> list[int]:
         if r > n_modes:
             raise ValueError(f"learned: rank {r} exceeds the data's {n_modes} modes")
         return list(range(r))
+    if isinstance(learned, bool):
+        raise TypeError("learned: expected a rank or a sequence of mode indices, got a bool")
     modes = sorted({_checks.integer(i, "learned", minimum=0) for i in learned})
     if modes and modes[-1] >= n_modes:
         raise ValueError(f"learned: mode {modes[-1]} out of range (the data has {n_modes})")

@@ -160,12 +160,14 @@ def run(
         frames = []
         for ratio in ratios:
             temp = d_e / float(ratio)
-            k = theory.kramers_escape_time(ex.eta_hat[mode], tb, depth, temp, lr=lr_t)
+            kr_pred = theory.kramers_escape_time(ex.eta_hat[mode], tb, depth, temp, lr=lr_t)
             m = int(config["members"])
             ens = Ensemble(widths, m)
             ens.set_weights(w)
             if widths[0] == 1:
-                budget = int(float(config["escapes_per_point"]) / m * 1.2 * float(k.tau_steps))
+                budget = int(
+                    float(config["escapes_per_point"]) / m * 1.2 * float(kr_pred.tau) / lr_t
+                )
             else:  # escapes far faster than the chain (see the report); a fixed budget
                 budget = int(config["network_budget_steps"])
             # escape = the end-to-end map gains a singular value past the threshold (a rank-1
@@ -195,7 +197,7 @@ def run(
                     "tau": rate.tau,
                     "tau_lower": rate.tau_lower,
                     "tau_upper": rate.tau_upper,
-                    "kramers_tau": float(k.tau),
+                    "kramers_tau": float(kr_pred.tau),
                     "tau_steps": rate.tau / lr_t,
                 }
             )

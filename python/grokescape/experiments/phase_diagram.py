@@ -46,13 +46,13 @@ def sweep(
     m = int(config["members"])
     step = float(config["beta_step"])
     start = float(config.get("beta_start", step))  # the sweep's first beta after beta = 0
-    up = np.round(np.r_[0.0, np.arange(start, config["beta_max"] + step / 2, step)], 6)
-    down = np.round(np.arange(up[-1] - step, -step / 2, -step), 6)
+    up: np.ndarray = np.round(np.r_[0.0, np.arange(start, config["beta_max"] + step / 2, step)], 6)  # type: ignore[assignment]
+    down: np.ndarray = np.round(np.arange(up[-1] - step, -step / 2, -step), 6)  # type: ignore[assignment]
     betas = np.r_[up[1:], down]
     per_epoch = data.n_train // config["batch_size"]
     ens = Ensemble(widths, m, activation=activation)
     ens.init_random(seed=config["seed"])
-    stages = [(config["initial_epochs"] * per_epoch, config["lr"], 0.0)]
+    stages: list[Any] = [(config["initial_epochs"] * per_epoch, config["lr"], 0.0)]
     stages += beta_sweep(betas, config["epochs_per_beta"] * per_epoch, config["lr"])
     hist = ens.train_schedule(
         data,
@@ -64,7 +64,7 @@ def sweep(
     )
     ends = hist.step[1:]  # the end of every stage
     all_betas = np.r_[0.0, betas]
-    direction = np.array(["up"] * len(up) + ["down"] * len(down))
+    direction: np.ndarray = np.array(["up"] * len(up) + ["down"] * len(down), dtype=object)
     lam = hist.lam[1:]
     sv = hist.singular_values[1:]
     rank = (sv > LEARNED).sum(axis=2)

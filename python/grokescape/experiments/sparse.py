@@ -110,7 +110,7 @@ def run(
         )
         e.train(data, 200, lr, beta, batch_size=b, seed=sd)
         same.append(e.params.copy())
-    deterministic = bool(np.array_equal(*same))
+    deterministic = bool(np.array_equal(same[0], same[1]))
 
     # curves
     n_curve = int(config["curve_members"])
