@@ -33,7 +33,7 @@ def test_markdown_report_renders():
             "cpu_model": "cpu",
             "cpu_count": 2,
             "host": "h",
-            "load_average_at_start": (0.0, 0.0, 0.0),
+            "other_load_at_start": 0.0,
             "grokescape_config": {
                 "grokescape": "0",
                 "core_variant": "x",

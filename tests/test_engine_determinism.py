@@ -74,3 +74,32 @@ def test_different_seeds_give_different_minibatch_trajectories(data):
         ens.init_random(seed=0)
         ens.train(data, 50, 0.05, 0.05, batch_size=16, seed=seed)
     assert not np.array_equal(a.params, b.params)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    n_members=st.integers(1, 5),
+    split=st.integers(0, 40),
+    batch=st.sampled_from([None, 1, 3, 8, 16]),
+    sampling=st.sampled_from(["epoch", "replacement"]),
+    temperature=st.sampled_from([0.0, 1e-3]),
+    n_threads=st.sampled_from([1, 2]),
+)
+def test_any_split_of_a_run_is_bit_identical(widths, n_members, split, batch, sampling, temperature,
+                                             n_threads):
+    rng = np.random.default_rng(sum(widths) + split)
+    data = ge.Dataset(rng.standard_normal((20, widths[0])), rng.standard_normal((20, widths[-1])))
+    kw = dict(batch_size=batch, sampling=sampling, temperature=temperature, seed=9)
+    a = ge.Ensemble(widths, n_members)
+    b = ge.Ensemble(widths, n_members)
+    for e in (a, b):
+        e.init_random(seed=4)
+    a.train(data, 40, 0.01, 0.1, n_threads=n_threads, **kw)
+    b.train(data, split, 0.01, 0.1, n_threads=1, **kw)
+    b.train(data, 40 - split, 0.01, 0.1, n_threads=2, **kw)
+    assert np.array_equal(a.params, b.params, equal_nan=True)

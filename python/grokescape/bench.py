@@ -44,25 +44,32 @@ Peers (each first runs 3 full-batch steps, stored order, from grokescape's initi
 and must agree with :meth:`grokescape.Ensemble.train` to 1e-10 in float64, 1e-4 in float32)
 
 - ``numpy``: weights (M, out, in); stacked ``np.matmul`` over the member axis into
-  preallocated buffers (``out=``), manual backward, in-place update; per-epoch
-  permutations with ``Generator.permuted(axis=1)`` inside the timed loop.
+  preallocated buffers (``out=``), ``np.take`` gathers, manual backward, in-place update;
+  permutations from ``Generator.permuted(axis=1)``.
 - ``torch``: the same with ``torch.bmm(out=)`` into preallocated buffers,
   ``torch.index_select`` gathers, the weight gradient and update fused in one in-place
   ``W.baddbmm_(delta^T, a, beta=1 - lr beta, alpha=-lr)``, under ``torch.inference_mode()``
-  with ``torch.set_num_threads(os.cpu_count())``; per-epoch permutations
-  ``argsort(rand(M, n))`` inside the timed loop.
+  with ``torch.set_num_threads(os.cpu_count())``; permutations ``argsort(rand(M, n))``.
 - ``torch-compile``: the whole functional step (gather, forward, backward, update) under
   ``torch.compile(fullgraph=True, dynamic=False)``; skipped in ``--quick``.
 - ``jax``: ``jax.jit`` of a ``jax.lax.scan`` over steps of ``jax.vmap(step)`` with the member
   axis sharded over ``os.cpu_count()`` host devices (``--xla_force_host_platform_
-  device_count``), so every core works; permutations ``argsort(uniform(M, n))`` inside the
-  scan at each epoch start; float64 through ``jax_enable_x64``.
-- ``grokescape``: ``Ensemble.train`` (its Philox permutations inside the core); every
-  timed call also evaluates the final observables, counted against grokescape.
+  device_count``), so every core works; float64 through ``jax_enable_x64``; permutations
+  ``argsort(uniform(M, n))``, minibatches cut inside the scan with ``dynamic_slice``.
+- ``grokescape``: ``Ensemble.train``, which draws its Philox permutations inside the core
+  (timed); every timed call also evaluates the final observables, counted against it.
+
+Minibatches in the peers: each member gets its own permutation per epoch, drawn with the
+peer's own RNG *before* the timed loop (a pool of up to 16 epochs, at most 256 MiB of
+int32 indices, reused cyclically when a run is longer), so peers are timed on gather +
+forward + backward + update only. What drawing them inside would add is measured and kept
+in the JSON ("permutation_fraction_if_timed"); for torch and jax on the paper workload it is
+a large share (argsort of M x 512 keys every 8 steps). Langevin noise (escape workload) is
+drawn inside the timed loop by every peer, as grokescape does.
 
 Each (peer, workload) runs in its own subprocess (clean thread pools, a time limit; sizes
 measured before a time-out are kept). M is tuned per peer: the full mode tries
-64 ... 65536 (grokescape 64 ... 4096; torch-compile only eager torch's best M),
+64 ... 65536 (grokescape 64 ... 1024; torch-compile only eager torch's best M),
 stopping when throughput falls; ``--quick`` times one size (1024; grokescape 256). Each size
 gets a warm-up (with compilation), then 3 repeats of about the target time (0.5 s full,
 0.15 s quick); the median repeat is reported, all repeats are kept in the JSON. grokescape's
@@ -202,7 +209,7 @@ _QUICK = _Mode(
 _FULL = _Mode(
     name="full",
     sizes=(64, 256, 1024, 4096, 16384, 65536),
-    grokescape_sizes=(64, 256, 1024, 4096),
+    grokescape_sizes=(64, 256, 1024),
     target_s=0.5,
     repeats=3,
     fixed_cost_factor=20.0,
@@ -240,7 +247,18 @@ def _batch(spec: _RunSpec, n: int) -> tuple[int, int]:
     return spec.batch_size, n // spec.batch_size
 
 
-# ====================================================================== peers: runners
+# Peers draw their epochs' permutations before the timed loop: a pool of this many bytes of
+# int32 indices at most (at least one epoch, at most _POOL_EPOCHS), reused cyclically.
+_POOL_BYTES = 256 * 2**20
+_POOL_EPOCHS = 16
+
+
+def _pool_epochs(spec: _RunSpec, n: int) -> int:
+    if spec.stored_order:
+        return 1
+    return int(max(1, min(_POOL_EPOCHS, _POOL_BYTES // (4 * n * spec.n_members))))
+
+
 class _NumpyRunner:
     """Stacked np.matmul over members, preallocated buffers, manual backward."""
 
@@ -261,21 +279,23 @@ class _NumpyRunner:
         self.grad = [np.empty_like(w) for w in self.w]
         self.noise = [np.empty_like(w) for w in self.w] if spec.temperature > 0 else None
         self.rng = np.random.default_rng(spec.seed)
-        self.perm = np.tile(np.arange(self.n, dtype=np.intp), (m, 1))
-        self.pos = 0
+        self.pool = np.stack([self.new_permutation() for _ in range(_pool_epochs(spec, self.n))])
+        self.pos = self.epoch = 0
         self.decay = dt.type(1.0 - spec.lr * spec.beta)
         self.lr = dt.type(spec.lr)
         self.inv_b = dt.type(1.0 / b)
         self.sigma = dt.type(math.sqrt(2.0 * spec.lr * spec.temperature))
 
-    def new_permutation(self) -> None:
-        self.rng.permuted(self.perm, axis=1, out=self.perm)
+    def new_permutation(self) -> np.ndarray:
+        """One epoch: a permutation of the samples per member, (M, n) int32."""
+        order = np.tile(np.arange(self.n, dtype=np.int32), (self.spec.n_members, 1))
+        if not self.spec.stored_order:
+            self.rng.permuted(order, axis=1, out=order)
+        return order
 
     def step(self) -> None:
-        s, b, depth = self.spec, self.batch, self.spec.depth
-        if self.pos == 0 and not s.stored_order:
-            self.new_permutation()
-        idx = self.perm[:, self.pos * b : (self.pos + 1) * b]
+        b, depth = self.batch, self.spec.depth
+        idx = self.pool[self.epoch % len(self.pool), :, self.pos * b : (self.pos + 1) * b]
         np.take(self.x, idx, axis=0, out=self.acts[0])
         np.take(self.y, idx, axis=0, out=self.yb)
         for l in range(depth):
@@ -296,7 +316,9 @@ class _NumpyRunner:
                 self.rng.standard_normal(out=self.noise[l], dtype=self.w[l].dtype)
                 self.noise[l] *= self.sigma
                 self.w[l] += self.noise[l]
-        self.pos = (self.pos + 1) % self.per_epoch
+        self.pos += 1
+        if self.pos == self.per_epoch:
+            self.pos, self.epoch = 0, self.epoch + 1
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -329,23 +351,32 @@ class _TorchRunner:
         self.delta = [torch.empty((m, b, width), dtype=dt) for width in spec.widths]
         self.noise = [torch.empty_like(w) for w in self.w] if spec.temperature > 0 else None
         self.gen = torch.Generator().manual_seed(spec.seed)
-        self.perm = torch.arange(self.n).repeat(m, 1)
-        self.idx = torch.empty(m * b, dtype=torch.int64)
-        self.pos = 0
+        self.pool = torch.stack([self.new_permutation() for _ in range(_pool_epochs(spec, self.n))])
+        self.idx = torch.empty(m * b, dtype=torch.int32)
+        self.pos = self.epoch = 0
         self.decay = 1.0 - spec.lr * spec.beta
         self.sigma = math.sqrt(2.0 * spec.lr * spec.temperature)
 
-    def new_permutation(self) -> None:
-        t = self.torch
-        keys = t.rand(self.perm.shape, generator=self.gen)
-        self.perm = t.argsort(keys, dim=1)
+    def new_permutation(self) -> Any:
+        """One epoch: argsort of uniform keys per member, (M, n) int32."""
+        t, m = self.torch, self.spec.n_members
+        if self.spec.stored_order:
+            return t.arange(self.n, dtype=t.int32).repeat(m, 1)
+        keys = t.rand((m, self.n), generator=self.gen)
+        return t.argsort(keys, dim=1).to(t.int32)
+
+    def _batch_indices(self) -> Any:
+        b = self.batch
+        idx = self.pool[self.epoch % len(self.pool), :, self.pos * b : (self.pos + 1) * b]
+        self.pos += 1
+        if self.pos == self.per_epoch:
+            self.pos, self.epoch = 0, self.epoch + 1
+        return idx
 
     def step(self) -> None:
         t, s, b, depth = self.torch, self.spec, self.batch, self.spec.depth
         m = s.n_members
-        if self.pos == 0 and not s.stored_order:
-            self.new_permutation()
-        self.idx.view(m, b).copy_(self.perm[:, self.pos * b : (self.pos + 1) * b])
+        self.idx.view(m, b).copy_(self._batch_indices())
         t.index_select(self.x, 0, self.idx, out=self.acts[0].view(m * b, -1))
         t.index_select(self.y, 0, self.idx, out=self.yb.view(m * b, -1))
         for l in range(depth):
@@ -364,7 +395,6 @@ class _TorchRunner:
             if self.noise is not None:
                 self.noise[l].normal_(generator=self.gen)
                 self.w[l].add_(self.noise[l], alpha=self.sigma)
-        self.pos = (self.pos + 1) % self.per_epoch
 
     def run(self, steps: int) -> None:
         with self.torch.inference_mode():
@@ -385,6 +415,7 @@ class _TorchCompileRunner(_TorchRunner):
         lr, decay, sigma = spec.lr, self.decay, self.sigma
 
         def step(ws: list[Any], xs: Any, ys: Any, idx: Any) -> list[Any]:
+            idx = idx.long()
             acts = [xs[idx]]
             for w in ws:
                 acts.append(torch.bmm(acts[-1], w.transpose(1, 2)))
@@ -402,12 +433,7 @@ class _TorchCompileRunner(_TorchRunner):
         self.compiled = torch.compile(step, fullgraph=True, dynamic=False)
 
     def step(self) -> None:
-        s, b = self.spec, self.batch
-        if self.pos == 0 and not s.stored_order:
-            self.new_permutation()
-        idx = self.perm[:, self.pos * b : (self.pos + 1) * b]
-        self.w = self.compiled(self.w, self.x, self.y, idx)
-        self.pos = (self.pos + 1) % self.per_epoch
+        self.w = self.compiled(self.w, self.x, self.y, self._batch_indices())
 
 
 class _JaxRunner:
@@ -457,18 +483,21 @@ class _JaxRunner:
         batched_step = jax.vmap(member_step)
 
         def new_perm(key: Any) -> Any:
+            if stored:
+                return jax.lax.with_sharding_constraint(
+                    jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (m, n)), by_member
+                )
             keys = jax.random.uniform(key, (m, n), dtype=jnp.float32)
             return jax.lax.with_sharding_constraint(
                 jnp.argsort(keys, axis=1).astype(jnp.int32), by_member
             )
 
-        def run_block(ws: list[Any], perm: Any, key: Any, pos: Any, xs: Any, ys: Any) -> Any:
+        def run_block(ws: list[Any], key: Any, pos: Any, epoch: Any, pool: Any, xs: Any, ys: Any):
             def body(carry: Any, _: Any) -> Any:
-                ws, perm, key, pos = carry
-                key, k_perm, k_noise = jax.random.split(key, 3)
-                if not stored:
-                    perm = jax.lax.cond(pos == 0, lambda: new_perm(k_perm), lambda: perm)
-                idx = jax.lax.dynamic_slice_in_dim(perm, pos * b, b, axis=1)
+                ws, key, pos, epoch = carry
+                key, k_noise = jax.random.split(key)
+                start = (epoch % pool.shape[0], jnp.int32(0), pos * b)
+                idx = jax.lax.dynamic_slice(pool, start, (1, m, b))[0]
                 ws = batched_step(ws, xs[idx], ys[idx])
                 if sigma > 0:
                     noise_keys = jax.random.split(k_noise, depth)
@@ -477,28 +506,36 @@ class _JaxRunner:
                         for w, k in zip(ws, noise_keys, strict=True)
                     ]
                 ws = [jax.lax.with_sharding_constraint(w, by_member) for w in ws]
-                return (ws, perm, key, (pos + 1) % per_epoch), None
+                pos = pos + 1
+                wrap = pos == per_epoch
+                return (ws, key, jnp.where(wrap, 0, pos), jnp.where(wrap, epoch + 1, epoch)), None
 
-            carry, _ = jax.lax.scan(body, (ws, perm, key, pos), None, length=block)
+            carry, _ = jax.lax.scan(body, (ws, key, pos, epoch), None, length=block)
             return carry
 
-        self._run = jax.jit(run_block, donate_argnums=(0, 1))
+        self._run = jax.jit(run_block, donate_argnums=(0,))
+        self._new_perm = jax.jit(new_perm)
+        pool_sharding = NamedSharding(mesh, PartitionSpec(None, "members"))
+        keys = jax.random.split(jax.random.key(spec.seed + 1), _pool_epochs(spec, n))
+        self.pool = jax.device_put(jnp.stack([self._new_perm(k) for k in keys]), pool_sharding)
         self.ws = [jax.device_put(jnp.asarray(np.asarray(w), dtype=dt), by_member) for w in weights]
-        self.perm = jax.device_put(
-            jnp.asarray(np.tile(np.arange(n, dtype=np.int32), (m, 1))), by_member
-        )
         self.key = jax.device_put(jax.random.key(spec.seed), replicated)
         self.pos = jax.device_put(jnp.int32(0), replicated)
+        self.epoch = jax.device_put(jnp.int32(0), replicated)
         self.xs = jax.device_put(jnp.asarray(x, dtype=dt), replicated)
         self.ys = jax.device_put(jnp.asarray(y, dtype=dt), replicated)
+
+    def new_permutation(self) -> Any:
+        """One epoch's permutations (jitted argsort of uniform keys), as in the pool."""
+        return self.jax.block_until_ready(self._new_perm(self.key))
 
     def run(self, steps: int) -> None:
         if steps % self.granularity:
             raise ValueError(f"steps: expected a multiple of {self.granularity}, got {steps}")
-        carry = (self.ws, self.perm, self.key, self.pos)
+        carry = (self.ws, self.key, self.pos, self.epoch)
         for _ in range(steps // self.granularity):
-            carry = self._run(*carry, self.xs, self.ys)
-        self.ws, self.perm, self.key, self.pos = carry
+            carry = self._run(*carry, self.pool, self.xs, self.ys)
+        self.ws, self.key, self.pos, self.epoch = carry
         self.jax.block_until_ready(self.ws)
 
     def weights(self) -> list[np.ndarray]:
@@ -591,16 +628,18 @@ def _spec_for(wl: Workload, dtype: str, m: int, temperature: float = 0.0) -> _Ru
 
 
 def _initial_weights(wl: Workload, data: Any, m: int, dtype: str, seed: int) -> list[np.ndarray]:
-    """Timing start: the aligned rank-1 trap (escape) or fan-in normal weights."""
+    """Timing start: the aligned rank-1 trap (escape) or the paper's initialisation, every
+    weight N(0, 1/h) with h the (largest) hidden width; a fan-in scaled first layer of the
+    paper network lets a few in 10^4 members diverge at lr 0.08."""
     if wl.escape:
         from grokescape import traps
 
         one = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
         return [np.ascontiguousarray(np.broadcast_to(w.astype(dtype), (m, *w.shape))) for w in one]
     rng = np.random.default_rng(seed)
+    std = np.dtype(dtype).type(1.0 / math.sqrt(max(wl.widths[1:-1])))
     return [
-        (rng.standard_normal((m, wl.widths[l + 1], wl.widths[l]), dtype=np.dtype(dtype)))
-        * np.dtype(dtype).type(1.0 / math.sqrt(wl.widths[l]))
+        rng.standard_normal((m, wl.widths[l + 1], wl.widths[l]), dtype=np.dtype(dtype)) * std
         for l in range(len(wl.widths) - 1)
     ]
 
@@ -752,8 +791,14 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
         final = runner.weights()
         res["finite"] = bool(all(np.all(np.isfinite(w)) for w in final))
         if hasattr(runner, "new_permutation"):
-            res["permutation_s"] = _timed(runner.new_permutation)
-            res["steps_per_epoch"] = wl.steps_per_epoch
+            # Drawn outside the timed loop; what drawing them inside would have added.
+            runner.new_permutation()
+            perm_s = min(_timed(runner.new_permutation) for _ in range(2))
+            res["permutation_s_per_epoch"] = perm_s
+            res["permutation_fraction_if_timed"] = perm_s / (
+                perm_s + wl.steps_per_epoch * m / res["rate"]
+            )
+            res["pool_epochs"] = int(runner.pool.shape[0])
         if peer == "jax":
             res["steps_per_call"] = runner.granularity
         results.append(res)
@@ -1051,6 +1096,16 @@ def _check_cell(res: dict[str, Any]) -> str:
     )
 
 
+def _blas_name(blas: Any) -> str:
+    if not isinstance(blas, dict):
+        return "unknown"
+    return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.0f}%"
+
+
 def _load_cell(res: dict[str, Any]) -> str:
     load = res.get("other_load")
     if load is None or not math.isfinite(load):
@@ -1122,11 +1177,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- date: {report['date']}",
         f"- command: `{report['command']}`",
         f"- machine: {mach['cpu_model']}, {mach['cpu_count']} cores, host {mach['host']}, "
-        f"load average at start {mach['load_average_at_start']}",
+        f"other processes' load at start {_pct(mach.get('other_load_at_start'))}",
         f"- grokescape {cfg['grokescape']} ({cfg['core_variant']} core, {cfg['compiler']}, "
         f"OpenMP {cfg['openmp']}, {cfg['default_threads']} threads), numpy {cfg['numpy']}, "
         f"python {cfg['python']}",
         "- peers: " + ", ".join(f"{k} {v}" for k, v in report["peer_versions"].items()),
+        f"- numpy BLAS: {_blas_name(mach.get('numpy_blas'))}",
         f"- peak (numpy 2048^3 matmul, best of {len(report['peaks'][0]['times_s'])}): "
         + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items()),
         f"- statistic: median of {report['repeats']} repeats of ~{report['target_s']} s after a "
@@ -1152,7 +1208,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "check: max relative deviation from grokescape after 3 full-batch steps from the same "
         "weights (float64 and float32). other load: share of the cores that other processes "
         "used while that row was measured; (!) above 10%, where the timing is not reliable "
-        "(OpenMP-threaded peers suffer most).",
+        "(OpenMP-threaded peers suffer most). Peers draw their per-member, per-epoch "
+        "permutations before the timed loop (the JSON says what drawing them inside would add, "
+        "'permutation_fraction_if_timed'); grokescape draws them inside, timed.",
         "",
         "## Training throughput",
         "",
@@ -1287,11 +1345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         launcher = f"python {launcher}"
     command = f"{launcher} {shlex.join(arguments)}".strip()
     machine = _machine()
-    load = machine["load_average_at_start"]
-    if load and load[0] > 0.5:
+    probe = _OtherLoad()
+    time.sleep(0.5)
+    machine["other_load_at_start"] = busy = probe.fraction()
+    if busy > 0.1:
         print(
-            f"warning: load average {load[0]:.2f} at start; other processes will distort the "
-            "timings",
+            f"warning: other processes use {100 * busy:.0f}% of the cores; they distort the "
+            "timings (rows measured under load are flagged)",
             file=sys.stderr,
         )
     wait = float(args.wait_idle if args.wait_idle is not None else (5 if args.quick else 30))
@@ -1346,6 +1406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                             res["member_steps_per_s"] * 3600.0 / per_escape
                         )
                 results.append(res)
+            if args.quick and not args.peers:
+                results.append(
+                    {
+                        "peer": "torch-compile",
+                        "workload": name,
+                        "dtype": dtype,
+                        "status": "skipped",
+                        "reason": "not run with --quick (a compilation takes 10-30 s)",
+                    }
+                )
     threads: dict[str, Any] | None = None
     if not args.no_threads and "paper" in args.workloads:
         best = next(

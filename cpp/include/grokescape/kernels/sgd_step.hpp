@@ -45,14 +45,17 @@ class RowStep {
 
   Index ld() const { return ld_; }
 
-  // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows.
+  // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows
+  // (feature-outer, so each row fills with one gather per vector).
   void gather(const S* x, const S* y, const Index* idx, Index batch) {
     const Index d_in = first_width<Shape>(layout_), d_out = last_width<Shape>(layout_);
-    for (Index c = 0; c < batch; ++c) {
-      const S* xs = x + idx[c] * d_in;
-      const S* ys = y + idx[c] * d_out;
-      for (Index k = 0; k < d_in; ++k) x_rows_[k * ld_ + c] = xs[k];
-      for (Index k = 0; k < d_out; ++k) y_rows_[k * ld_ + c] = ys[k];
+    for (Index k = 0; k < d_in; ++k) {
+      S* __restrict row = x_rows_.data() + k * ld_;
+      for (Index c = 0; c < batch; ++c) row[c] = x[idx[c] * d_in + k];
+    }
+    for (Index k = 0; k < d_out; ++k) {
+      S* __restrict row = y_rows_.data() + k * ld_;
+      for (Index c = 0; c < batch; ++c) row[c] = y[idx[c] * d_out + k];
     }
   }
   const S* x_rows() const { return x_rows_.data(); }
