@@ -60,8 +60,8 @@ class ModeThreshold:
         Steps the criterion must keep holding (checked every `check_every` steps).
     on : {"lambda", "sv"}
     check_every : int or None
-        Steps between checks; None checks every step (the check costs one matrix-vector
-        chain, or a small SVD for ``on="sv"``).
+        Steps between checks; None checks once per epoch (every step for full-batch
+        training). A check costs one matrix-vector chain, or a small SVD for ``on="sv"``.
     """
 
     mode: int = 1
@@ -233,7 +233,7 @@ def _resolve_criterion(
             if criterion.on == "lambda"
             else core.CriterionKind.singular_value
         )
-        check = 1 if criterion.check_every is None else criterion.check_every
+        check = batches_per_epoch if criterion.check_every is None else criterion.check_every
         desc = {"type": "ModeThreshold", "mode": idx, "on": criterion.on}
     elif isinstance(criterion, TestMSEThreshold):
         if data.n_test == 0:

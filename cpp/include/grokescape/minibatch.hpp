@@ -34,8 +34,34 @@ inline void epoch_permutation(std::uint64_t seed, std::uint64_t stream, std::uin
                               std::vector<Index>& perm) {
   std::iota(perm.begin(), perm.end(), Index{0});
   DrawStream draws(seed, stream, epoch, Purpose::kPermutation);
-  for (Index i = static_cast<Index>(perm.size()) - 1; i > 0; --i) {
-    const Index j = static_cast<Index>(draws.below(static_cast<std::uint64_t>(i + 1)));
+  const Index n = static_cast<Index>(perm.size());
+  if (n < 2) return;
+  if (n > (Index{1} << 32)) {  // 64-bit draws
+    for (Index i = n - 1; i > 0; --i) {
+      const Index j = static_cast<Index>(draws.below(static_cast<std::uint64_t>(i + 1)));
+      std::swap(perm[i], perm[j]);
+    }
+    return;
+  }
+  // The same draws as draws.below(i + 1) for i = n-1 .. 1 (32-bit Lemire with rejection),
+  // read from a buffer filled in bulk; a rejection takes the next draw of the stream.
+  thread_local std::vector<std::uint32_t> buffer;
+  buffer.resize(static_cast<std::size_t>(n - 1));
+  draws.fill_u32(buffer.data(), buffer.size());
+  std::size_t next = 0;
+  auto draw = [&]() { return next < buffer.size() ? buffer[next++] : draws.next_u32(); };
+  for (Index i = n - 1; i > 0; --i) {
+    const std::uint32_t range = static_cast<std::uint32_t>(i + 1);
+    std::uint64_t m = static_cast<std::uint64_t>(draw()) * range;
+    std::uint32_t low = static_cast<std::uint32_t>(m);
+    if (low < range) {
+      const std::uint32_t threshold = (0u - range) % range;
+      while (low < threshold) {
+        m = static_cast<std::uint64_t>(draw()) * range;
+        low = static_cast<std::uint32_t>(m);
+      }
+    }
+    const Index j = static_cast<Index>(m >> 32);
     const Index t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;

@@ -30,7 +30,7 @@ inline int dim(int runtime) {
 //   out[r, :] = init[r] + sum_k coef(r, k) in[k, :]
 // coef(r, k) = c[r * cs + k * ks] (cs, ks strides: W or W^T).
 template <class S, int R, int NV, int NK>
-inline void rows_tile(const S* __restrict c, Index cs, Index ks, int nk, const S* __restrict in,
+GROKESCAPE_INLINE void rows_tile(const S* __restrict c, Index cs, Index ks, int nk, const S* __restrict in,
                       Index ld, const S* init, S* __restrict out) {
   constexpr int L = kLanes<S>;
   Vector<S> acc[R][NV];
@@ -52,17 +52,17 @@ inline void rows_tile(const S* __restrict c, Index cs, Index ks, int nk, const S
 
 // All n_rows output rows over all samples: out[r, :] = init[r] + sum_k c(r, k) in[k, :].
 template <class S, int NK, int NR>
-inline void rows_product(const S* __restrict c, Index cs, Index ks, int nk, int nr,
+GROKESCAPE_INLINE void rows_product(const S* __restrict c, Index cs, Index ks, int nk, int nr,
                          const S* __restrict in, const S* init, S* __restrict out, Index ld,
                          Index bp) {
   constexpr int L = kLanes<S>;
-  constexpr int NV = 4;
   const int n_rows = dim<NR>(nr);
-  auto tile = [&](auto nv_c, Index b0) {
-    constexpr int V = decltype(nv_c)::value;
+  // Tiles of V vectors of samples and R rows: 16 accumulators where the batch allows.
+  auto tile = [&](auto nv_c, auto r_c, Index b0) {
+    constexpr int V = decltype(nv_c)::value, R = decltype(r_c)::value;
     int r = 0;
-    for (; r + 4 <= n_rows; r += 4)
-      rows_tile<S, 4, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
+    for (; r + R <= n_rows; r += R)
+      rows_tile<S, R, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
                              out + r * ld + b0);
     for (; r + 2 <= n_rows; r += 2)
       rows_tile<S, 2, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
@@ -71,20 +71,25 @@ inline void rows_product(const S* __restrict c, Index cs, Index ks, int nk, int 
       rows_tile<S, 1, V, NK>(c + r * cs, cs, ks, nk, in + b0, ld, init ? init + r : nullptr,
                              out + r * ld + b0);
   };
+  using I1 = std::integral_constant<int, 1>;
+  using I2 = std::integral_constant<int, 2>;
+  using I4 = std::integral_constant<int, 4>;
+  using I8 = std::integral_constant<int, 8>;
   Index b0 = 0;
-  for (; b0 + NV * L <= bp; b0 += NV * L) tile(std::integral_constant<int, NV>{}, b0);
-  for (; b0 < bp; b0 += L) tile(std::integral_constant<int, 1>{}, b0);
+  for (; b0 + 4 * L <= bp; b0 += 4 * L) tile(I4{}, I4{}, b0);
+  for (; b0 + 2 * L <= bp; b0 += 2 * L) tile(I2{}, I8{}, b0);
+  for (; b0 < bp; b0 += L) tile(I1{}, I8{}, b0);
 }
 
 template <class S, int NI, int NO>
-inline void forward_rows(const S* __restrict w, const S* __restrict bias, int ni, int no,
+GROKESCAPE_INLINE void forward_rows(const S* __restrict w, const S* __restrict bias, int ni, int no,
                          const S* __restrict in, S* __restrict out, Index ld, Index bp) {
   const int n_in = dim<NI>(ni);
   rows_product<S, NI, NO>(w, n_in, 1, ni, no, in, bias, out, ld, bp);
 }
 
 template <class S, int NI, int NO>
-inline void backprop_rows(const S* __restrict w, int ni, int no, const S* __restrict d,
+GROKESCAPE_INLINE void backprop_rows(const S* __restrict w, int ni, int no, const S* __restrict d,
                           S* __restrict out, Index ld, Index bp) {
   const int n_in = dim<NI>(ni);
   rows_product<S, NO, NI>(w, 1, n_in, no, ni, d, nullptr, out, ld, bp);
@@ -92,7 +97,7 @@ inline void backprop_rows(const S* __restrict w, int ni, int no, const S* __rest
 
 // Dot products of rows d[i0..i0+RI) with rows a[k0..k0+RK) over bp samples.
 template <class S, int RI, int RK>
-inline void dot_block(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
+GROKESCAPE_INLINE void dot_block(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
                       S (&out)[RI][RK]) {
   constexpr int L = kLanes<S>;
   Vector<S> acc[RI][RK];
@@ -119,7 +124,7 @@ inline S row_sum(const S* __restrict x, Index bp) {
 
 // The same for RI * RK == kLanes<S> dot products, reduced together.
 template <class S, int RI, int RK>
-inline void dot_block_lanes(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
+GROKESCAPE_INLINE void dot_block_lanes(const S* __restrict d, const S* __restrict a, Index ld, Index bp,
                             S (&out)[RI][RK]) {
   constexpr int L = kLanes<S>;
   static_assert(RI * RK == L, "one accumulator per lane");
@@ -138,7 +143,7 @@ inline void dot_block_lanes(const S* __restrict d, const S* __restrict a, Index 
 }
 
 template <class S, int NI, int NO>
-inline void update_rows(S* __restrict w, S* __restrict bias, int ni, int no,
+GROKESCAPE_INLINE void update_rows(S* __restrict w, S* __restrict bias, int ni, int no,
                         const S* __restrict d, const S* __restrict a, Index ld, Index bp, S lr,
                         S decay, S bias_decay) {
   const int n_out = dim<NO>(no), n_in = dim<NI>(ni);
@@ -155,16 +160,21 @@ inline void update_rows(S* __restrict w, S* __restrict bias, int ni, int no,
         wij = decay * wij - lr * g[r][q];
       }
   };
+  // Blocks of RI x RK = kLanes dot products share one transposing reduction.
+  constexpr int RK = kLanes<S> < 4 ? kLanes<S> : 4;
+  constexpr int RI = kLanes<S> / RK;
+  using IK = std::integral_constant<int, RK>;
+  using II = std::integral_constant<int, RI>;
   using I1 = std::integral_constant<int, 1>;
   using I2 = std::integral_constant<int, 2>;
-  using I4 = std::integral_constant<int, 4>;
   auto row_block = [&](auto ri_c, int i) {
     int k = 0;
-    for (; k + 4 <= n_in; k += 4) apply(ri_c, I4{}, i, k);
+    for (; k + RK <= n_in; k += RK) apply(ri_c, IK{}, i, k);
     for (; k + 2 <= n_in; k += 2) apply(ri_c, I2{}, i, k);
     if (k < n_in) apply(ri_c, I1{}, i, k);
   };
   int i = 0;
+  for (; i + RI <= n_out; i += RI) row_block(II{}, i);
   for (; i + 2 <= n_out; i += 2) row_block(I2{}, i);
   if (i < n_out) row_block(I1{}, i);
   if (bias)

@@ -126,6 +126,8 @@ class SampleStep {
   // One step on samples idx[0..batch) (or 0..batch-1 when idx is null) of C-contiguous
   // (n, d) arrays x and y.
   void step(S* params, const S* x, const S* y, const Index* idx, Index batch, const StepParams<S>& p) {
+    if (batch == 1) return step_one(params, x + (idx ? idx[0] : 0) * layout_.d_in(),
+                                    y + (idx ? idx[0] : 0) * layout_.d_out(), p);
     const Layout& lay = layout_;
     const int depth = static_cast<int>(lay.depth());
     const S inv_batch = S(1) / static_cast<S>(batch);
@@ -188,6 +190,106 @@ class SampleStep {
   }
 
  private:
+  // out = W in (+ b) for one sample; groups of kLanes rows are reduced together.
+  template <int NI, int NO>
+  GROKESCAPE_INLINE void matvec(const S* __restrict w, const S* __restrict b, int ni, int no,
+                                const S* __restrict in, S* __restrict out) {
+    constexpr int L = kLanes<S>;
+    const int n_in = dim<NI>(ni), n_out = dim<NO>(no);
+    int i = 0;
+    if (n_in % L == 0) {
+      for (; i + L <= n_out; i += L) {
+        Vector<S> acc[L];
+        for (int r = 0; r < L; ++r) {
+          acc[r] = Vector<S>{};
+          for (int k = 0; k < n_in; k += L) acc[r] += load<S>(w + (i + r) * n_in + k) * load<S>(in + k);
+        }
+        const Vector<S> sums = transpose_sum<S>(acc);
+        for (int r = 0; r < L; ++r) out[i + r] = sums[r] + (b ? b[i + r] : S(0));
+      }
+    }
+    for (; i < n_out; ++i) {
+      S acc = b ? b[i] : S(0);
+      for (int k = 0; k < n_in; ++k) acc += w[i * n_in + k] * in[k];
+      out[i] = acc;
+    }
+  }
+
+  // B = 1: each layer's update is the outer product d a^T, applied in place right after the
+  // error signal below it is formed (no gradient buffer).
+  void step_one(S* params, const S* xs, const S* ys, const StepParams<S>& p) {
+    const Layout& lay = layout_;
+    const int depth = static_cast<int>(lay.depth());
+    layers_up<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+      constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+      const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
+      S* out = acts_[l + 1].data();
+      matvec<NI, NO>(params + lay.w_offset[l], lay.bias ? params + lay.b_offset[l] : nullptr, ni, no,
+                     l == 0 ? xs : acts_[l].data(), out);
+      if constexpr (Act == Activation::kTanh) {
+        if (l + 1 < depth)
+          for (int i = 0; i < no; ++i) out[i] = std::tanh(out[i]);
+      }
+    });
+    S* d = delta_.data();
+    S* d_below = delta_below_.data();
+    const S* top = acts_[depth].data();
+    for (Index i = 0; i < lay.d_out(); ++i) d[i] = top[i] - ys[i];
+    layers_down<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
+      constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
+      const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
+      S* __restrict w = params + lay.w_offset[l];
+      const S* __restrict a_in = l == 0 ? xs : acts_[l].data();
+      constexpr int L = kLanes<S>;
+      if (ni % L == 0 && ni <= 8 * L) {  // vectors over the input features
+        const int nv = ni / L;
+        if (l > 0) {
+          Vector<S> acc[8];
+          for (int v = 0; v < nv; ++v) acc[v] = Vector<S>{};
+          for (int i = 0; i < no; ++i) {
+            const Vector<S> di = broadcast<S>(d[i]);
+            for (int v = 0; v < nv; ++v) acc[v] += di * load<S>(w + i * ni + v * L);
+          }
+          for (int v = 0; v < nv; ++v) {
+            if constexpr (Act == Activation::kTanh) {
+              const Vector<S> a = load<S>(a_in + v * L);
+              acc[v] *= S(1) - a * a;
+            }
+            store<S>(d_below + v * L, acc[v]);
+          }
+        }
+        const Vector<S> decay = broadcast<S>(p.decay);
+        Vector<S> a[8];
+        for (int v = 0; v < nv; ++v) a[v] = load<S>(a_in + v * L);
+        for (int i = 0; i < no; ++i) {
+          const Vector<S> g = broadcast<S>(p.lr * d[i]);
+          for (int v = 0; v < nv; ++v) {
+            S* wi = w + i * ni + v * L;
+            store<S>(wi, decay * load<S>(wi) - g * a[v]);
+          }
+        }
+      } else {
+        if (l > 0) {
+          for (int k = 0; k < ni; ++k) d_below[k] = S(0);
+          for (int i = 0; i < no; ++i)
+            for (int k = 0; k < ni; ++k) d_below[k] += d[i] * w[i * ni + k];
+          if constexpr (Act == Activation::kTanh) {
+            for (int k = 0; k < ni; ++k) d_below[k] *= S(1) - a_in[k] * a_in[k];
+          }
+        }
+        for (int i = 0; i < no; ++i) {
+          const S g = p.lr * d[i];
+          for (int k = 0; k < ni; ++k) w[i * ni + k] = p.decay * w[i * ni + k] - g * a_in[k];
+        }
+      }
+      if (lay.bias) {
+        S* b = params + lay.b_offset[l];
+        for (int i = 0; i < no; ++i) b[i] = p.bias_decay * b[i] - p.lr * d[i];
+      }
+      std::swap(d, d_below);
+    });
+  }
+
   const Layout& layout_;
   std::vector<AlignedVector<S>> acts_;
   AlignedVector<S> delta_, delta_below_, grad_;

@@ -7,6 +7,12 @@
 
 #include "grokescape/layout.hpp"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define GROKESCAPE_INLINE inline __attribute__((always_inline))
+#else
+#define GROKESCAPE_INLINE inline
+#endif
+
 namespace grokescape::kernels {
 
 #if defined(__AVX512F__)
