@@ -90,8 +90,9 @@ from hypothesis import strategies as st  # noqa: E402
     temperature=st.sampled_from([0.0, 1e-3]),
     n_threads=st.sampled_from([1, 2]),
 )
-def test_any_split_of_a_run_is_bit_identical(widths, n_members, split, batch, sampling, temperature,
-                                             n_threads):
+def test_any_split_of_a_run_is_bit_identical(
+    widths, n_members, split, batch, sampling, temperature, n_threads
+):
     rng = np.random.default_rng(sum(widths) + split)
     data = ge.Dataset(rng.standard_normal((20, widths[0])), rng.standard_normal((20, widths[-1])))
     kw = dict(batch_size=batch, sampling=sampling, temperature=temperature, seed=9)

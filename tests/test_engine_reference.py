@@ -246,3 +246,31 @@ def test_compiled_shapes_match_reference_and_generic_kernel(
             )
         for l in range(len(widths) - 1):
             assert_rel(ens.weights[l][m], w[l], 1e-12, f"W{l}")
+
+
+@pytest.mark.parametrize("dtype,ulps", [("float64", 4), ("float32", 1)])
+def test_tanh_activation_matches_numpy_to_a_few_ulp(dtype, ulps):
+    """The core's vectorised tanh (series below 1/2, exp above) on both branches, at the
+    switch, deep in saturation and far out: a [1, 1, 1] network with w1 = z, w2 = 1 and one
+    sample x = 1, y = 0 has loss tanh(z)^2 / 2 (float32: tanh computed in double, rounded)."""
+    z = np.concatenate(
+        [
+            [1e-100, 1e-8, 0.49999999, 0.5, 0.50000001, 1.0, 19.0, 20.0, 30.0, 400.0, 700.0],
+            np.linspace(-3, 3, 2001),
+            np.geomspace(1e-6, 25, 2000),
+        ]
+    )
+    z = np.concatenate([z, -z]).astype(dtype)
+    z = z[z != 0]
+    m = len(z)
+    ens = ge.Ensemble([1, 1, 1], m, activation="tanh", dtype=dtype)
+    ens.set_weights([z.reshape(m, 1, 1), np.ones((m, 1, 1), dtype)])
+    one, zero = np.ones((1, 1)), np.zeros((1, 1))
+    loss = np.asarray(ens.loss(ge.Dataset(one, zero, one, zero), 0.0))
+    expected = np.tanh(z.astype(np.float64))
+    if dtype == "float32":
+        expected = expected.astype(np.float32).astype(np.float64)
+    # loss = t^2 / 2: relative error of t is half that of the loss, plus the loss's rounding
+    rel = np.abs(loss / (0.5 * expected**2) - 1) / 2
+    eps = np.finfo(np.float64).eps
+    assert rel.max() <= ulps * eps + (2 * eps if dtype == "float32" else 0), rel.max()

@@ -12,11 +12,14 @@ import grokescape as ge
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
-def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work():
+def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work(request):
     data = ge.teacher_data([0.9, 0.8], 512, 64, seed=0)
     ens = ge.Ensemble([2, 10, 10, 2], 500)
     ens.init_random(seed=1)
     steps = 10**6  # an hour of work: only an interrupt ends this call
+    # a shell starts background jobs with SIGINT ignored: install Python's handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     timer = threading.Timer(0.7, os.kill, args=(os.getpid(), signal.SIGINT))
     tic = time.perf_counter()
     timer.start()

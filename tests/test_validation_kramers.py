@@ -50,4 +50,9 @@ def test_mean_escape_time_and_barrier_match_kramers(depth, beta):
     fit = arrhenius_fit(
         __import__("pandas").concat(tables, ignore_index=True), x="1/T", time="time_continuous"
     )
+    # the numbers behind docs/validation.md (shown with pytest -s)
+    print(f"\ndepth {depth}, beta {beta}, dE {d_e:.6g}, fitted dE {fit.dE:.6g}")
+    for ratio, tau, pred_tau, events in rows:
+        q = tau / pred_tau
+        print(f"  dE/T {ratio}: tau {tau:.5g}, Kramers {pred_tau:.5g}, ratio {q:.4f}, n {events}")
     assert abs(fit.dE / d_e - 1) < 0.10, (fit.dE, d_e, rows)

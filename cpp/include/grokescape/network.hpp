@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "grokescape/kernels/tanh.hpp"
 #include "grokescape/layout.hpp"
 
 namespace grokescape {
@@ -72,7 +73,7 @@ inline void forward(const Layout& layout, const Scalar* params, const XType& x,
       a_out.noalias() = weight<Scalar>(layout, params, l) * ws.acts[l].leftCols(batch);
     if (layout.bias) a_out.colwise() += bias<Scalar>(layout, params, l);
     if constexpr (Act == Activation::kTanh) {
-      if (l + 1 < depth) a_out = a_out.array().tanh();
+      if (l + 1 < depth) kernels::tanh_in_place(a_out.data(), a_out.size());  // contiguous columns
     }
   }
 }

@@ -17,6 +17,7 @@
 #include "grokescape/kernels/row_products.hpp"
 #include "grokescape/kernels/shapes.hpp"
 #include "grokescape/kernels/simd.hpp"
+#include "grokescape/kernels/tanh.hpp"
 #include "grokescape/layout.hpp"
 
 namespace grokescape::kernels {
@@ -77,7 +78,7 @@ class RowStep {
                               bp);
       if constexpr (Act == Activation::kTanh) {
         if (l + 1 < depth)
-          for (Index i = 0; i < lay.out(l) * ld; ++i) out[i] = std::tanh(out[i]);
+          tanh_in_place(out, lay.out(l) * ld);
       }
     });
     const S inv_batch = S(1) / static_cast<S>(batch);
@@ -149,7 +150,7 @@ class SampleStep {
         }
         if constexpr (Act == Activation::kTanh) {
           if (l + 1 < depth)
-            for (int i = 0; i < no; ++i) out[i] = std::tanh(out[i]);
+            tanh_in_place(out, no);
         }
       });
       S* d = delta_.data();
@@ -228,7 +229,7 @@ class SampleStep {
                      l == 0 ? xs : acts_[l].data(), out);
       if constexpr (Act == Activation::kTanh) {
         if (l + 1 < depth)
-          for (int i = 0; i < no; ++i) out[i] = std::tanh(out[i]);
+          tanh_in_place(out, no);
       }
     });
     S* d = delta_.data();
