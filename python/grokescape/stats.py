@@ -155,7 +155,7 @@ def garwood_interval(
 
     Returns
     -------
-    lower, upper : ndarray
+    lower, upper : ndarray (numpy float for scalar inputs)
         ``chi2.ppf(alpha/2, 2D) / (2E)`` (0 for D = 0) and ``chi2.ppf(1 - alpha/2, 2D + 2)
         / (2E)``, alpha = 1 - confidence. Each tail has probability at most alpha/2, so the
         interval covers the true rate with probability >= confidence for fixed exposure.
@@ -171,7 +171,8 @@ def garwood_interval(
     with np.errstate(invalid="ignore"):
         lower = np.where(d > 0, sps.chi2.ppf(alpha / 2, 2 * np.maximum(d, 1)) / (2 * e), 0.0)
     upper = sps.chi2.ppf(1 - alpha / 2, 2 * d + 2) / (2 * e)
-    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    # [()] turns 0-d results (scalar inputs) into numpy scalars, as numpy's ufuncs do
+    return np.asarray(lower, dtype=np.float64)[()], np.asarray(upper, dtype=np.float64)[()]
 
 
 @dataclass(frozen=True)
