@@ -11,6 +11,9 @@ SETTINGS = [
     dict(batch_size=16, sampling="epoch", temperature=1e-3),
     dict(batch_size=7, sampling="replacement", temperature=1e-3),
     dict(batch_size=None, sampling="epoch", temperature=2e-3),
+    # B = 1 runs members in interleaved groups of four: group composition must not matter
+    dict(batch_size=1, sampling="epoch", temperature=0.0),
+    dict(batch_size=1, sampling="replacement", temperature=1e-3),
 ]
 
 
@@ -33,9 +36,9 @@ def trained(data, n_members, steps_list, n_threads, **kw):
 def test_one_thread_equals_two_threads(data, kw):
     a, ha = trained(data, 9, [300], 1, **kw)
     b, hb = trained(data, 9, [300], 2, **kw)
-    assert np.array_equal(a.params, b.params)
-    assert np.array_equal(ha[0].lam, hb[0].lam)
-    assert np.array_equal(ha[0].test_mse, hb[0].test_mse)
+    assert np.array_equal(a.params, b.params, equal_nan=True)
+    assert np.array_equal(ha[0].lam, hb[0].lam, equal_nan=True)
+    assert np.array_equal(ha[0].test_mse, hb[0].test_mse, equal_nan=True)
 
 
 @pytest.mark.parametrize("kw", SETTINGS)
@@ -44,17 +47,18 @@ def test_split_runs_equal_one_run(data, kw):
     a, _ = trained(data, 4, [2000], 2, **kw)
     b, _ = trained(data, 4, [1000, 1000], 2, **kw)
     c, _ = trained(data, 4, [333, 1, 666, 1000], 1, **kw)
-    assert np.array_equal(a.params, b.params)
-    assert np.array_equal(a.params, c.params)
-    assert np.array_equal(a.steps, np.full(4, 2000))
+    assert np.array_equal(a.params, b.params, equal_nan=True)
+    assert np.array_equal(a.params, c.params, equal_nan=True)
+    assert np.array_equal(a.steps, b.steps) and np.array_equal(a.steps, c.steps)
+    assert a.steps.max() == 2000
 
 
 @pytest.mark.parametrize("kw", SETTINGS)
 def test_member_trajectory_does_not_depend_on_ensemble_size(data, kw):
     small, hs = trained(data, 3, [400], 2, **kw)
     large, hl = trained(data, 11, [400], 2, **kw)
-    assert np.array_equal(small.params, large.params[:3])
-    assert np.array_equal(hs[0].train_mse, hl[0].train_mse[:, :3])
+    assert np.array_equal(small.params, large.params[:3], equal_nan=True)
+    assert np.array_equal(hs[0].train_mse, hl[0].train_mse[:, :3], equal_nan=True)
 
 
 def test_internal_chunking_does_not_change_results(data, monkeypatch):
@@ -104,3 +108,25 @@ def test_any_split_of_a_run_is_bit_identical(
     b.train(data, split, 0.01, 0.1, n_threads=1, **kw)
     b.train(data, 40 - split, 0.01, 0.1, n_threads=2, **kw)
     assert np.array_equal(a.params, b.params, equal_nan=True)
+
+
+def test_single_sample_groups_survive_a_diverging_member(data):
+    # Members 1 and 5 diverge part-way; every other member's trajectory is that of the
+    # member trained alone (B = 1 steps four members at a time, and a diverged member
+    # leaves its group mid-run).
+    lr = np.array([0.02, 40.0, 0.02, 0.03, 0.01, 25.0, 0.02])
+    e = ge.Ensemble([2, 10, 10, 2], lr.size)
+    e.init_random(seed=5)
+    start = e.params.copy()
+    hist = e.train(data, 300, lr, 0.01, batch_size=1, seed=4, temperature=1e-4, record_every=50)
+    assert list(np.flatnonzero(hist.diverged)) == [1, 5]
+    for m in range(lr.size):
+        alone = ge.Ensemble([2, 10, 10, 2], 1)
+        alone.set_params(start[m : m + 1])
+        alone.set_streams([m])
+        h = alone.train(data, 300, lr[m], 0.01, batch_size=1, seed=4, temperature=1e-4,
+                        record_every=50)
+        assert np.array_equal(alone.params[0], e.params[m], equal_nan=True), m
+        assert alone.steps[0] == e.steps[m]
+        assert h.diverged_step[0] == hist.diverged_step[m]
+        assert np.array_equal(h.train_mse[:, 0], hist.train_mse[:, m], equal_nan=True)

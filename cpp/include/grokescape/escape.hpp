@@ -168,7 +168,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
         std::lock_guard<std::mutex> lock(events_mutex);
         all_events.push_back(events.get());
         owned.push_back(std::move(events));
-        return std::make_tuple(Scratch(layout, plan, train.n, use_rows, ld, eval_capacity),
+        return std::make_tuple(Scratch(layout, plan, train.n, use_rows, ld, eval_capacity, 1),
                                all_events.back(), CheckScratch(layout));
       },
       [&](auto& state, Index m) {
@@ -212,11 +212,11 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
             if (plan.full()) {
               st.rows->step(params, x_full.data(), y_full.data(), batch, sp);
             } else {
-              st.rows->gather(train.x, train.y, st.sampler.indices(stream, step), batch);
+              st.rows->gather(train.x, train.y, st.samplers[0].indices(stream, step), batch);
               st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp);
             }
           } else {
-            const Index* idx = plan.full() ? nullptr : st.sampler.indices(stream, step);
+            const Index* idx = plan.full() ? nullptr : st.samplers[0].indices(stream, step);
             st.samples->step(params, train.x, train.y, idx, batch, sp);
           }
           if (temperature > 0.0) {

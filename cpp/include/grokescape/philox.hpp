@@ -14,6 +14,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "grokescape/kernels/simd.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace grokescape {
 
 using Counter = std::array<std::uint64_t, 4>;
@@ -70,6 +76,75 @@ inline void philox4x64_10_x2(Counter a, Counter b, Key k, Counter& out_a, Counte
   out_b = b;
 }
 
+// Blocks at once in the vector registers of the build's instruction set (8 with AVX-512).
+inline constexpr int kPhiloxLanes = kernels::kVectorBytes / 8;
+
+namespace detail {
+typedef std::uint64_t PhiloxLanes __attribute__((vector_size(kernels::kVectorBytes)));
+
+// Low 32 bits of each lane of a times those of b, as 64-bit products (pmuludq; a plain
+// 64-bit vector multiply compiles to the much slower vpmullq).
+inline PhiloxLanes mul32x32(PhiloxLanes a, PhiloxLanes b) {
+#if defined(__AVX512F__)
+  return (PhiloxLanes)_mm512_mul_epu32((__m512i)a, (__m512i)b);
+#elif defined(__AVX2__)
+  return (PhiloxLanes)_mm256_mul_epu32((__m256i)a, (__m256i)b);
+#elif defined(__SSE2__)
+  return (PhiloxLanes)_mm_mul_epu32((__m128i)a, (__m128i)b);
+#else
+  return (a & 0xFFFFFFFFULL) * (b & 0xFFFFFFFFULL);
+#endif
+}
+
+// hi:lo = a * m per lane, exactly, from four 32 x 32 -> 64-bit products.
+inline void mulhilo64_lanes(PhiloxLanes a, std::uint64_t m, PhiloxLanes& hi, PhiloxLanes& lo) {
+  constexpr std::uint64_t kLow = 0xFFFFFFFFULL;
+  const PhiloxLanes a_hi = a >> 32;
+  const PhiloxLanes m_lo = PhiloxLanes{} + (m & kLow), m_hi = PhiloxLanes{} + (m >> 32);
+  const PhiloxLanes p0 = mul32x32(a, m_lo), p1 = mul32x32(a, m_hi), p2 = mul32x32(a_hi, m_lo),
+                    p3 = mul32x32(a_hi, m_hi);
+  const PhiloxLanes mid = (p0 >> 32) + (p1 & kLow) + (p2 & kLow);  // < 3 * 2^32
+  lo = (mid << 32) | (p0 & kLow);
+  hi = p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
+}
+}  // namespace detail
+
+// kPhiloxLanes blocks with counters (first + t, c1, c2, c3), t = 0 .. kPhiloxLanes - 1, one
+// per vector lane; word j of block t goes to out[4 t + j]. The same results as
+// philox4x64_10 on each counter (the scalar multiply chain is the bottleneck of the
+// Langevin noise; tests/test_rng.py compares both with numpy).
+inline void philox4x64_10_lanes(std::uint64_t first, std::uint64_t c1, std::uint64_t c2,
+                                std::uint64_t c3, Key k, std::uint64_t* out) {
+  constexpr std::uint64_t M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
+  constexpr std::uint64_t W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+  using V = detail::PhiloxLanes;
+  V x0, x1 = V{} + c1, x2 = V{} + c2, x3 = V{} + c3;
+  for (int t = 0; t < kPhiloxLanes; ++t) x0[t] = first + static_cast<std::uint64_t>(t);
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC unroll 10
+#endif
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k[0] += W0;
+      k[1] += W1;
+    }
+    V hi0, lo0, hi1, lo1;
+    detail::mulhilo64_lanes(x0, M0, hi0, lo0);
+    detail::mulhilo64_lanes(x2, M1, hi1, lo1);
+    const V y0 = hi1 ^ x1 ^ k[0], y2 = hi0 ^ x3 ^ k[1];
+    x0 = y0;
+    x1 = lo1;
+    x2 = y2;
+    x3 = lo0;
+  }
+  for (int t = 0; t < kPhiloxLanes; ++t) {
+    out[4 * t] = x0[t];
+    out[4 * t + 1] = x1[t];
+    out[4 * t + 2] = x2[t];
+    out[4 * t + 3] = x3[t];
+  }
+}
+
 // What a stream of draws is for; part of the counter so that purposes never overlap.
 enum class Purpose : std::uint64_t {
   kInit = 1,         // initial weights
@@ -98,6 +173,15 @@ class DrawStream {
   void fill_u32(std::uint32_t* out, std::size_t count) {
     std::size_t i = 0;
     while (i < count && (half_ || pos_ < 4)) out[i++] = next_u32();
+    while (i + 8 * kPhiloxLanes <= count) {
+      std::uint64_t words[4 * kPhiloxLanes];
+      philox4x64_10_lanes(index_, step_, purpose_, 0, key_, words);
+      index_ += kPhiloxLanes;
+      for (int j = 0; j < 4 * kPhiloxLanes; ++j) {
+        out[i++] = static_cast<std::uint32_t>(words[j]);
+        out[i++] = static_cast<std::uint32_t>(words[j] >> 32);
+      }
+    }
     while (i + 16 <= count) {
       Counter blocks[2];
       philox4x64_10_x2(Counter{index_, step_, purpose_, 0}, Counter{index_ + 1, step_, purpose_, 0},

@@ -73,6 +73,7 @@ inline constexpr Index kRowBatchMin = 8;
 
 // Consecutive members a thread takes at a time: neighbouring members' states share cache
 // lines, so handing them to different threads at once costs coherence traffic.
+// (With member groups, kMemberGrain / group groups at a time.)
 inline constexpr Index kMemberGrain = 8;
 
 namespace detail {
@@ -92,21 +93,32 @@ inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, I
 }
 }  // namespace detail
 
+// Members a thread steps together: single-sample steps are latency-bound, so a thread
+// interleaves a few members' steps (SampleStep::step_members); other steps run one member
+// at a time.
+template <class S, Activation Act, class Shape>
+inline int member_group_size(Index batch) {
+  return batch == 1 ? kernels::SampleStep<S, Act, Shape>::kMaxGroup : 1;
+}
+
 // Per-thread scratch of the training loop.
 template <class S, Activation Act, class Shape>
 struct TrainScratch {
   std::optional<kernels::RowStep<S, Act, Shape>> rows;
   std::optional<kernels::SampleStep<S, Act, Shape>> samples;
-  BatchSampler sampler;
+  std::vector<BatchSampler> samplers;  // one per member of a group
   NormalSource normals;
   std::vector<double> noise;
-  kernels::AlignedVector<S> local;  // the running member's parameters
+  Index local_stride;
+  kernels::AlignedVector<S> local;  // the running members' parameters, local_stride apart
   Workspace<S> eval;
 
   TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, bool use_rows, Index ld,
-               Index eval_capacity)
-      : sampler(plan, n_train), noise(static_cast<std::size_t>(layout.n_params)),
-        local(static_cast<std::size_t>(layout.n_params)), eval(layout, eval_capacity) {
+               Index eval_capacity, int group)
+      : samplers(static_cast<std::size_t>(group), BatchSampler(plan, n_train)),
+        noise(static_cast<std::size_t>(layout.n_params)),
+        local_stride(kernels::padded(layout.n_params)),
+        local(static_cast<std::size_t>(group * local_stride)), eval(layout, eval_capacity) {
     if (use_rows)
       rows.emplace(layout, ld);
     else
@@ -141,64 +153,122 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
   }
   const std::int64_t first = opt.run_offset, last = opt.run_offset + opt.n_steps;
 
-  parallel_members(
-      n_members, opt.n_threads, kMemberGrain,
-      [&] { return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity); },
-      [&](TrainScratch<S, Act, Shape>& st, Index m) {
-        if (ens.diverged[m]) return;
-        // Work on a thread-local copy of the member's parameters (see kMemberGrain).
-        std::copy(ens.params + m * P, ens.params + (m + 1) * P, st.local.begin());
-        S* params = st.local.data();
-        const std::uint64_t stream = ens.streams[m];
-        Index stage = 0;
-        while (stage + 1 < sched.n_stages && sched.stage_end[stage] <= first) ++stage;
-        auto hyper = [&](const double* values) { return values[stage * n_members + m]; };
-        auto record = [&](Index row) {
-          evaluate_member<S, Act>(layout, params, train, test, rec.modes, hyper(sched.beta),
-                                  opt.decay_bias, st.eval,
-                                  detail::record_slot(rec, layout, row, m, n_members));
-        };
-        Index row = 0;
-        while (row < rec.n_records && rec.at[row] < first) ++row;
-        if (first > 0)
-          while (row < rec.n_records && rec.at[row] == first) ++row;  // written by the last chunk
-        while (row < rec.n_records && rec.at[row] == first) record(row++);
+  // Threads take groups of `group` consecutive members (see member_group_size).
+  const int group = member_group_size<S, Act, Shape>(batch);
+  const Index n_groups = (n_members + group - 1) / group;
+  struct Member {
+    Index m;
+    S* params;
+    std::uint64_t stream;
+    Index stage, row;
+    std::int64_t step;
+  };
 
-        std::int64_t step = ens.steps[m];
-        for (std::int64_t r = first; r < last; ++r) {
-          while (stage + 1 < sched.n_stages && sched.stage_end[stage] <= r) ++stage;
-          const double lr = hyper(sched.lr), beta = hyper(sched.beta);
-          const double temperature = hyper(sched.temperature);
-          const S decay = static_cast<S>(1.0 - lr * beta);
-          const kernels::StepParams<S> sp{static_cast<S>(lr), decay,
-                                          opt.decay_bias ? decay : S(1)};
-          if (use_rows) {
-            if (plan.full()) {
-              st.rows->step(params, x_full.data(), y_full.data(), batch, sp);
-            } else {
-              st.rows->gather(train.x, train.y, st.sampler.indices(stream, step), batch);
-              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp);
-            }
-          } else {
-            const Index* idx = plan.full() ? nullptr : st.sampler.indices(stream, step);
-            st.samples->step(params, train.x, train.y, idx, batch, sp);
-          }
-          if (temperature > 0.0) {
-            const double sigma = std::sqrt(2.0 * lr * temperature);
-            st.normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
-                            st.noise.data(), P);
-            for (Index i = 0; i < P; ++i) params[i] += static_cast<S>(sigma * st.noise[i]);
-          }
-          ++step;
-          if (!kernels::all_finite(params, P)) {
-            ens.diverged[m] = 1;
-            if (rec.diverged_at) rec.diverged_at[m] = r + 1;
-            break;
-          }
-          while (row < rec.n_records && rec.at[row] == r + 1) record(row++);
+  parallel_members(
+      n_groups, opt.n_threads, std::max<Index>(1, kMemberGrain / group),
+      [&] {
+        return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity, group);
+      },
+      [&](TrainScratch<S, Act, Shape>& st, Index g) {
+        // Work on thread-local copies of the members' parameters (see kMemberGrain).
+        Member members[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+        int n_active = 0;
+        for (Index m = g * group; m < std::min(n_members, (g + 1) * group); ++m) {
+          if (ens.diverged[m]) continue;
+          Member& mb = members[n_active];
+          mb.m = m;
+          mb.params = st.local.data() + n_active * st.local_stride;
+          std::copy(ens.params + m * P, ens.params + (m + 1) * P, mb.params);
+          mb.stream = ens.streams[m];
+          mb.stage = 0;
+          while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= first) ++mb.stage;
+          mb.row = 0;
+          while (mb.row < rec.n_records && rec.at[mb.row] < first) ++mb.row;
+          if (first > 0)  // written by the last chunk
+            while (mb.row < rec.n_records && rec.at[mb.row] == first) ++mb.row;
+          mb.step = ens.steps[m];
+          ++n_active;
         }
-        std::copy(params, params + P, ens.params + m * P);
-        ens.steps[m] = step;
+        auto hyper = [&](const Member& mb, const double* values) {
+          return values[mb.stage * n_members + mb.m];
+        };
+        auto record = [&](Member& mb) {
+          evaluate_member<S, Act>(layout, mb.params, train, test, rec.modes, hyper(mb, sched.beta),
+                                  opt.decay_bias, st.eval,
+                                  detail::record_slot(rec, layout, mb.row, mb.m, n_members));
+          ++mb.row;
+        };
+        auto save = [&](const Member& mb) {
+          std::copy(mb.params, mb.params + P, ens.params + mb.m * P);
+          ens.steps[mb.m] = mb.step;
+        };
+        for (int q = 0; q < n_active; ++q)
+          while (members[q].row < rec.n_records && rec.at[members[q].row] == first) record(members[q]);
+
+        kernels::StepParams<S> sp[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+        for (std::int64_t r = first; r < last && n_active > 0; ++r) {
+          for (int q = 0; q < n_active; ++q) {
+            Member& mb = members[q];
+            while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= r) ++mb.stage;
+            const double lr = hyper(mb, sched.lr), beta = hyper(mb, sched.beta);
+            const S decay = static_cast<S>(1.0 - lr * beta);
+            sp[q] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
+          }
+          if (use_rows) {
+            Member& mb = members[0];  // group == 1
+            S* params = mb.params;
+            if (plan.full()) {
+              st.rows->step(params, x_full.data(), y_full.data(), batch, sp[0]);
+            } else {
+              st.rows->gather(train.x, train.y, st.samplers[0].indices(mb.stream, mb.step), batch);
+              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp[0]);
+            }
+          } else if (batch == 1) {
+            S* params[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+            const S* xs[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+            const S* ys[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+            for (int q = 0; q < n_active; ++q) {
+              const Index s = plan.full() ? 0 : st.samplers[q].indices(members[q].stream, members[q].step)[0];
+              params[q] = members[q].params;
+              xs[q] = train.x + s * layout.d_in();
+              ys[q] = train.y + s * layout.d_out();
+            }
+            st.samples->step_members(params, xs, ys, sp, n_active);
+          } else {
+            Member& mb = members[0];  // group == 1
+            const Index* idx = plan.full() ? nullptr : st.samplers[0].indices(mb.stream, mb.step);
+            st.samples->step(mb.params, train.x, train.y, idx, batch, sp[0]);
+          }
+          for (int q = 0; q < n_active;) {
+            Member& mb = members[q];
+            const double temperature = hyper(mb, sched.temperature);
+            if (temperature > 0.0) {
+              const double sigma = std::sqrt(2.0 * hyper(mb, sched.lr) * temperature);
+              st.normals.fill(plan.seed, mb.stream, static_cast<std::uint64_t>(mb.step),
+                              Purpose::kLangevin, st.noise.data(), P);
+              for (Index i = 0; i < P; ++i) mb.params[i] += static_cast<S>(sigma * st.noise[i]);
+            }
+            ++mb.step;
+            if (!kernels::all_finite(mb.params, P)) {
+              ens.diverged[mb.m] = 1;
+              if (rec.diverged_at) rec.diverged_at[mb.m] = r + 1;
+              save(mb);
+              // the member leaves the group; the last one takes its place (its scratch too)
+              if (q != n_active - 1) {
+                std::copy(members[n_active - 1].params, members[n_active - 1].params + P, mb.params);
+                S* own = mb.params;
+                mb = members[n_active - 1];
+                mb.params = own;
+                std::swap(st.samplers[q], st.samplers[n_active - 1]);
+              }
+              --n_active;
+              continue;
+            }
+            while (mb.row < rec.n_records && rec.at[mb.row] == r + 1) record(mb);
+            ++q;
+          }
+        }
+        for (int q = 0; q < n_active; ++q) save(members[q]);
       });
 }
 

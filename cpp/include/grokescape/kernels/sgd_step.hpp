@@ -46,17 +46,19 @@ class RowStep {
 
   Index ld() const { return ld_; }
 
-  // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows
-  // (feature-outer, so each row fills with one gather per vector).
+  // Copies samples idx[0..batch) of C-contiguous (n, d) arrays into the batch rows. Sample
+  // outer: each sample's features are one contiguous read (a feature-outer loop compiles
+  // to vector gathers, which showed in profiles of the paper network).
   void gather(const S* x, const S* y, const Index* idx, Index batch) {
     const Index d_in = first_width<Shape>(layout_), d_out = last_width<Shape>(layout_);
-    for (Index k = 0; k < d_in; ++k) {
-      S* __restrict row = x_rows_.data() + k * ld_;
-      for (Index c = 0; c < batch; ++c) row[c] = x[idx[c] * d_in + k];
-    }
-    for (Index k = 0; k < d_out; ++k) {
-      S* __restrict row = y_rows_.data() + k * ld_;
-      for (Index c = 0; c < batch; ++c) row[c] = y[idx[c] * d_out + k];
+    S* __restrict xr = x_rows_.data();
+    S* __restrict yr = y_rows_.data();
+    const Index ld = ld_;
+    for (Index c = 0; c < batch; ++c) {
+      const S* __restrict xs = x + idx[c] * d_in;
+      const S* __restrict ys = y + idx[c] * d_out;
+      for (Index k = 0; k < d_in; ++k) xr[k * ld + c] = xs[k];
+      for (Index k = 0; k < d_out; ++k) yr[k * ld + c] = ys[k];
     }
   }
   const S* x_rows() const { return x_rows_.data(); }
@@ -116,19 +118,27 @@ class RowStep {
 template <class S, Activation Act, class Shape>
 class SampleStep {
  public:
-  explicit SampleStep(const Layout& layout) : layout_(layout) {
+  // Most members step_members takes at once.
+  static constexpr int kMaxGroup = 4;
+
+  explicit SampleStep(const Layout& layout) : layout_(layout), stride_(padded(layout.max_width)) {
+    // Activations and error signals of member q of a group start at q * stride_.
+    const std::size_t size = static_cast<std::size_t>(kMaxGroup * stride_);
     acts_.resize(static_cast<std::size_t>(layout.depth()) + 1);
-    for (Index l = 0; l < layout.depth(); ++l) acts_[l + 1].assign(static_cast<std::size_t>(layout.out(l)), S(0));
-    delta_.assign(static_cast<std::size_t>(layout.max_width), S(0));
-    delta_below_.assign(delta_.size(), S(0));
+    for (Index l = 0; l < layout.depth(); ++l) acts_[l + 1].assign(size, S(0));
+    delta_.assign(size, S(0));
+    delta_below_.assign(size, S(0));
     grad_.assign(static_cast<std::size_t>(layout.n_params), S(0));
   }
 
   // One step on samples idx[0..batch) (or 0..batch-1 when idx is null) of C-contiguous
   // (n, d) arrays x and y.
   void step(S* params, const S* x, const S* y, const Index* idx, Index batch, const StepParams<S>& p) {
-    if (batch == 1) return step_one(params, x + (idx ? idx[0] : 0) * layout_.d_in(),
-                                    y + (idx ? idx[0] : 0) * layout_.d_out(), p);
+    if (batch == 1) {
+      const S* xs = x + (idx ? idx[0] : 0) * layout_.d_in();
+      const S* ys = y + (idx ? idx[0] : 0) * layout_.d_out();
+      return step_members(&params, &xs, &ys, &p, 1);
+    }
     const Layout& lay = layout_;
     const int depth = static_cast<int>(lay.depth());
     const S inv_batch = S(1) / static_cast<S>(batch);
@@ -205,8 +215,9 @@ class SampleStep {
           acc[r] = Vector<S>{};
           for (int k = 0; k < n_in; k += L) acc[r] += load<S>(w + (i + r) * n_in + k) * load<S>(in + k);
         }
-        const Vector<S> sums = transpose_sum<S>(acc);
-        for (int r = 0; r < L; ++r) out[i + r] = sums[r] + (b ? b[i + r] : S(0));
+        // One vector store: the next layer reads `out` as vectors, and a vector load cannot
+        // be forwarded from several scalar stores (it would wait for them to reach cache).
+        store<S>(out + i, transpose_sum<S>(acc) + (b ? load<S>(b + i) : Vector<S>{}));
       }
     }
     for (; i < n_out; ++i) {
@@ -218,80 +229,110 @@ class SampleStep {
 
   // B = 1: each layer's update is the outer product d a^T, applied in place right after the
   // error signal below it is formed (no gradient buffer).
-  void step_one(S* params, const S* xs, const S* ys, const StepParams<S>& p) {
+  //
+  // step_members takes `count` <= kMaxGroup members at once (member q: params[q], its
+  // sample xs[q], ys[q], hyperparameters p[q]) and runs each phase of the step for all of
+  // them before the next phase. A single member's step is a chain of dependent small
+  // mat-vecs (latency-bound); the members' chains are independent, so the core overlaps
+  // them. Each member's arithmetic is exactly that of a step on its own.
+ public:
+  void step_members(S* const* params, const S* const* xs, const S* const* ys,
+                    const StepParams<S>* p, int count) {
     const Layout& lay = layout_;
     const int depth = static_cast<int>(lay.depth());
+    const Index st = stride_;
     layers_up<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
       constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
       const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
-      S* out = acts_[l + 1].data();
-      matvec<NI, NO>(params + lay.w_offset[l], lay.bias ? params + lay.b_offset[l] : nullptr, ni, no,
-                     l == 0 ? xs : acts_[l].data(), out);
-      if constexpr (Act == Activation::kTanh) {
-        if (l + 1 < depth)
-          tanh_in_place(out, no);
+      for (int q = 0; q < count; ++q) {
+        S* out = acts_[l + 1].data() + q * st;
+        matvec<NI, NO>(params[q] + lay.w_offset[l], lay.bias ? params[q] + lay.b_offset[l] : nullptr,
+                       ni, no, l == 0 ? xs[q] : acts_[l].data() + q * st, out);
+        if constexpr (Act == Activation::kTanh) {
+          if (l + 1 < depth)
+            tanh_in_place(out, no);
+        }
       }
     });
     S* d = delta_.data();
     S* d_below = delta_below_.data();
-    const S* top = acts_[depth].data();
-    for (Index i = 0; i < lay.d_out(); ++i) d[i] = top[i] - ys[i];
+    for (int q = 0; q < count; ++q) {
+      const S* top = acts_[depth].data() + q * st;
+      for (Index i = 0; i < lay.d_out(); ++i) d[q * st + i] = top[i] - ys[q][i];
+    }
     layers_down<Shape>(lay, [&](int l, auto ni_c, auto no_c) {
       constexpr int NI = decltype(ni_c)::value, NO = decltype(no_c)::value;
       const int ni = dim<NI>(static_cast<int>(lay.in(l))), no = dim<NO>(static_cast<int>(lay.out(l)));
-      S* __restrict w = params + lay.w_offset[l];
-      const S* __restrict a_in = l == 0 ? xs : acts_[l].data();
-      constexpr int L = kLanes<S>;
-      if (ni % L == 0 && ni <= 8 * L) {  // vectors over the input features
-        const int nv = ni / L;
-        if (l > 0) {
-          Vector<S> acc[8];
-          for (int v = 0; v < nv; ++v) acc[v] = Vector<S>{};
-          for (int i = 0; i < no; ++i) {
-            const Vector<S> di = broadcast<S>(d[i]);
-            for (int v = 0; v < nv; ++v) acc[v] += di * load<S>(w + i * ni + v * L);
-          }
-          for (int v = 0; v < nv; ++v) {
-            if constexpr (Act == Activation::kTanh) {
-              const Vector<S> a = load<S>(a_in + v * L);
-              acc[v] *= S(1) - a * a;
-            }
-            store<S>(d_below + v * L, acc[v]);
-          }
-        }
-        const Vector<S> decay = broadcast<S>(p.decay);
-        Vector<S> a[8];
-        for (int v = 0; v < nv; ++v) a[v] = load<S>(a_in + v * L);
-        for (int i = 0; i < no; ++i) {
-          const Vector<S> g = broadcast<S>(p.lr * d[i]);
-          for (int v = 0; v < nv; ++v) {
-            S* wi = w + i * ni + v * L;
-            store<S>(wi, decay * load<S>(wi) - g * a[v]);
-          }
-        }
-      } else {
-        if (l > 0) {
-          for (int k = 0; k < ni; ++k) d_below[k] = S(0);
-          for (int i = 0; i < no; ++i)
-            for (int k = 0; k < ni; ++k) d_below[k] += d[i] * w[i * ni + k];
-          if constexpr (Act == Activation::kTanh) {
-            for (int k = 0; k < ni; ++k) d_below[k] *= S(1) - a_in[k] * a_in[k];
-          }
-        }
-        for (int i = 0; i < no; ++i) {
-          const S g = p.lr * d[i];
-          for (int k = 0; k < ni; ++k) w[i * ni + k] = p.decay * w[i * ni + k] - g * a_in[k];
-        }
-      }
-      if (lay.bias) {
-        S* b = params + lay.b_offset[l];
-        for (int i = 0; i < no; ++i) b[i] = p.bias_decay * b[i] - p.lr * d[i];
-      }
+      for (int q = 0; q < count; ++q)
+        backward_one<NI, NO>(params[q], l, ni, no, d + q * st, d_below + q * st,
+                             l == 0 ? xs[q] : acts_[l].data() + q * st, p[q]);
       std::swap(d, d_below);
     });
   }
 
+ private:
+  // Layer l of one member: d_below = f'(a_in) * (W^T d) with the old W (l > 0), then
+  // W <- decay W - lr d a_in^T and b <- bias_decay b - lr d.
+  template <int NI, int NO>
+  GROKESCAPE_INLINE void backward_one(S* params, int l, int ni, int no, const S* __restrict d,
+                                      S* __restrict d_below, const S* __restrict a_in,
+                                      const StepParams<S>& p) {
+    const Layout& lay = layout_;
+    S* __restrict w = params + lay.w_offset[l];
+    constexpr int L = kLanes<S>;
+    if (ni % L == 0 && ni <= 8 * L) {  // vectors over the input features
+      const int nv = ni / L;
+      if (l > 0) {
+        // Four partial sums over the output rows i (i mod 4), added pairwise at the end:
+        // one sum would be a chain of `no` dependent FMAs.
+        Vector<S> part[4][8];
+        for (int q = 0; q < 4; ++q)
+          for (int v = 0; v < nv; ++v) part[q][v] = Vector<S>{};
+        for (int i = 0; i < no; ++i) {
+          const Vector<S> di = broadcast<S>(d[i]);
+          for (int v = 0; v < nv; ++v) part[i % 4][v] += di * load<S>(w + i * ni + v * L);
+        }
+        for (int v = 0; v < nv; ++v) {
+          Vector<S> acc = (part[0][v] + part[1][v]) + (part[2][v] + part[3][v]);
+          if constexpr (Act == Activation::kTanh) {
+            const Vector<S> a = load<S>(a_in + v * L);
+            acc *= S(1) - a * a;
+          }
+          store<S>(d_below + v * L, acc);
+        }
+      }
+      const Vector<S> decay = broadcast<S>(p.decay);
+      Vector<S> a[8];
+      for (int v = 0; v < nv; ++v) a[v] = load<S>(a_in + v * L);
+      for (int i = 0; i < no; ++i) {
+        const Vector<S> g = broadcast<S>(p.lr * d[i]);
+        for (int v = 0; v < nv; ++v) {
+          S* wi = w + i * ni + v * L;
+          store<S>(wi, decay * load<S>(wi) - g * a[v]);
+        }
+      }
+    } else {
+      if (l > 0) {
+        for (int k = 0; k < ni; ++k) d_below[k] = S(0);
+        for (int i = 0; i < no; ++i)
+          for (int k = 0; k < ni; ++k) d_below[k] += d[i] * w[i * ni + k];
+        if constexpr (Act == Activation::kTanh) {
+          for (int k = 0; k < ni; ++k) d_below[k] *= S(1) - a_in[k] * a_in[k];
+        }
+      }
+      for (int i = 0; i < no; ++i) {
+        const S g = p.lr * d[i];
+        for (int k = 0; k < ni; ++k) w[i * ni + k] = p.decay * w[i * ni + k] - g * a_in[k];
+      }
+    }
+    if (lay.bias) {
+      S* b = params + lay.b_offset[l];
+      for (int i = 0; i < no; ++i) b[i] = p.bias_decay * b[i] - p.lr * d[i];
+    }
+  }
+
   const Layout& layout_;
+  Index stride_;
   std::vector<AlignedVector<S>> acts_;
   AlignedVector<S> delta_, delta_below_, grad_;
 };

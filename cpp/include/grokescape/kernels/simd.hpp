@@ -53,16 +53,6 @@ template <class S>
 inline Vector<S> broadcast(S x) {
   return x - Vector<S>{};  // x - 0 is x for every x (x + 0 would turn -0 into +0)
 }
-// Sum of the lanes by pairwise halving (log2(lanes) dependent additions).
-template <class S>
-inline S lane_sum(Vector<S> v) {
-  S a[kLanes<S>];
-  std::memcpy(a, &v, sizeof(v));
-  for (int width = kLanes<S> / 2; width > 0; width /= 2)
-    for (int t = 0; t < width; ++t) a[t] += a[t + width];
-  return a[0];
-}
-
 template <class S>
 struct IndexVectorOf;
 template <>
@@ -73,6 +63,20 @@ template <>
 struct IndexVectorOf<float> {
   typedef int type __attribute__((vector_size(kVectorBytes)));
 };
+
+// Sum of the lanes by pairwise halving: a[t] += a[t + width] for width = lanes/2, ..., 1
+// (log2(lanes) dependent additions), each level one shuffle and one vector addition.
+template <class S>
+inline S lane_sum(Vector<S> v) {
+  constexpr int L = kLanes<S>;
+  using IV = typename IndexVectorOf<S>::type;
+  for (int width = L / 2; width > 0; width /= 2) {
+    IV upper;
+    for (int t = 0; t < L; ++t) upper[t] = t < width ? t + width : t;
+    v += __builtin_shuffle(v, upper);
+  }
+  return v[0];
+}
 
 namespace detail {
 // One level of the transposing reduction: p and q each hold groups of G lanes (partial
@@ -110,18 +114,28 @@ inline Vector<S> transpose_sum(Vector<S>* v) {
 }
 
 // True when no element of p[0..n) is NaN or infinite (x - x is 0 exactly for finite x).
+// Four independent accumulators: a single one would make this a chain of dependent
+// additions, which showed in profiles of small networks (it runs after every step).
 template <class S>
 inline bool all_finite(const S* p, Index n) {
   constexpr int L = kLanes<S>;
-  Vector<S> acc{};
+  Vector<S> acc0{}, acc1{}, acc2{}, acc3{};
   Index i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    const Vector<S> a = load<S>(p + i), b = load<S>(p + i + L);
+    const Vector<S> c = load<S>(p + i + 2 * L), d = load<S>(p + i + 3 * L);
+    acc0 += a - a;
+    acc1 += b - b;
+    acc2 += c - c;
+    acc3 += d - d;
+  }
   for (; i + L <= n; i += L) {
     const Vector<S> v = load<S>(p + i);
-    acc += v - v;
+    acc0 += v - v;
   }
   S tail = S(0);
   for (; i < n; ++i) tail += p[i] - p[i];
-  return lane_sum<S>(acc) + tail == S(0);
+  return lane_sum<S>((acc0 + acc1) + (acc2 + acc3)) + tail == S(0);
 }
 
 // Batch rows are padded to a multiple of 16 elements (a whole number of vectors for every
