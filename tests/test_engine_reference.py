@@ -191,13 +191,14 @@ def test_zero_inputs_decay_weights_geometrically_exactly():
         assert np.array_equal(ens.weights[l], expected)
 
 
-def test_float32_tracks_float64():
+@pytest.mark.parametrize("batch_size", [32, 1])
+def test_float32_tracks_float64(batch_size):
     data = ge.teacher_data([0.9, 0.8], 256, 64, seed=0)
     out = {}
     for dtype in ("float64", "float32"):
         ens = ge.Ensemble([2, 10, 10, 2], 8, dtype=dtype)
         ens.init_random(seed=2)
-        hist = ens.train(data, 200, 0.05, 0.05, batch_size=32, seed=4)
+        hist = ens.train(data, 200, 0.05, 0.05, batch_size=batch_size, seed=4)
         out[dtype] = hist.train_mse[-1]
         assert ens.params.dtype == np.dtype(dtype)
     assert_rel(out["float32"], out["float64"], 1e-4, "float32 vs float64 train MSE")
@@ -209,7 +210,9 @@ SPECIALISED = [
     ([2, 10, 10, 2], 5, True, "linear"),
     ([2, 10, 10, 10, 2], 32, False, "linear"),
     ([2, 10, 10, 10, 10, 2], 24, False, "linear"),
-    ([16, 16, 16, 16], 1, False, "linear"),
+    ([16, 16, 16, 16], 1, False, "linear"),  # B = 1, linear: members in vector lanes
+    ([2, 10, 10, 2], 1, True, "linear"),
+    ([2, 10, 10, 2], 1, True, "tanh"),  # B = 1, tanh: interleaved groups of members
     ([16, 16, 16, 16], 16, True, "linear"),
     ([64, 64, 64, 64], 32, False, "linear"),
 ]

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "grokescape/kernels/lanes_step.hpp"
 #include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/layout.hpp"
 #include "grokescape/minibatch.hpp"
@@ -93,36 +94,59 @@ inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, I
 }
 }  // namespace detail
 
-// Members a thread steps together: single-sample steps are latency-bound, so a thread
-// interleaves a few members' steps (SampleStep::step_members); other steps run one member
-// at a time.
+// Members a thread steps together. Single-sample steps are latency-bound: linear networks
+// run LaneStep::kWidth members in the vector lanes (LaneStep), tanh networks interleave a few
+// members' steps (SampleStep::step_members); other steps run one member at a time.
+template <class S, Activation Act>
+inline bool use_lane_kernel(Index batch) {
+  return Act == Activation::kLinear && batch == 1;
+}
 template <class S, Activation Act, class Shape>
 inline int member_group_size(Index batch) {
+  if (use_lane_kernel<S, Act>(batch)) return kernels::LaneStep<S, Shape>::kWidth;
   return batch == 1 ? kernels::SampleStep<S, Act, Shape>::kMaxGroup : 1;
 }
+template <class S, Activation Act, class Shape>
+inline constexpr int kMaxMembers = kernels::LaneStep<S, Shape>::kWidth > kernels::SampleStep<S, Act, Shape>::kMaxGroup
+                                       ? kernels::LaneStep<S, Shape>::kWidth
+                                       : kernels::SampleStep<S, Act, Shape>::kMaxGroup;
 
 // Per-thread scratch of the training loop.
 template <class S, Activation Act, class Shape>
 struct TrainScratch {
   std::optional<kernels::RowStep<S, Act, Shape>> rows;
   std::optional<kernels::SampleStep<S, Act, Shape>> samples;
+  std::optional<kernels::LaneStep<S, Shape>> lanes;
   std::vector<BatchSampler> samplers;  // one per member of a group
   NormalSource normals;
   std::vector<double> noise;
+  // The running members' parameters: member q at local[q * local_stride + i] (i = 0..P-1),
+  // or at local[i * L + q] in the lane layout of LaneStep.
   Index local_stride;
-  kernels::AlignedVector<S> local;  // the running members' parameters, local_stride apart
+  kernels::AlignedVector<S> local;
+  kernels::AlignedVector<S> lane_x, lane_y, lane_lr, lane_decay, lane_bias_decay, member;
   Workspace<S> eval;
 
   TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, bool use_rows, Index ld,
-               Index eval_capacity, int group)
+               Index eval_capacity, int group, bool use_lanes = false)
       : samplers(static_cast<std::size_t>(group), BatchSampler(plan, n_train)),
         noise(static_cast<std::size_t>(layout.n_params)),
         local_stride(kernels::padded(layout.n_params)),
-        local(static_cast<std::size_t>(group * local_stride)), eval(layout, eval_capacity) {
-    if (use_rows)
+        local(static_cast<std::size_t>(group * local_stride), S(0)), eval(layout, eval_capacity) {
+    if (use_lanes) {
+      constexpr int L = kernels::LaneStep<S, Shape>::kWidth;
+      lanes.emplace(layout);
+      lane_x.assign(static_cast<std::size_t>(layout.d_in() * L), S(0));
+      lane_y.assign(static_cast<std::size_t>(layout.d_out() * L), S(0));
+      lane_lr.assign(L, S(0));
+      lane_decay.assign(L, S(1));
+      lane_bias_decay.assign(L, S(1));
+      member.assign(static_cast<std::size_t>(layout.n_params), S(0));
+    } else if (use_rows) {
       rows.emplace(layout, ld);
-    else
+    } else {
       samples.emplace(layout);
+    }
   }
 };
 
@@ -155,30 +179,47 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
 
   // Threads take groups of `group` consecutive members (see member_group_size).
   const int group = member_group_size<S, Act, Shape>(batch);
+  const bool use_lanes = use_lane_kernel<S, Act>(batch);
   const Index n_groups = (n_members + group - 1) / group;
+  constexpr int kMax = kMaxMembers<S, Act, Shape>;
   struct Member {
     Index m;
-    S* params;
+    S* params;     // parameter i at params[i * stride]
+    Index stride;  // 1, or the lane count in the lane layout
     std::uint64_t stream;
     Index stage, row;
     std::int64_t step;
+  };
+  auto copy_in = [P](Member& mb, const S* src) {
+    for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] = src[i];
+  };
+  auto copy_out = [P](const Member& mb, S* dst) {
+    for (Index i = 0; i < P; ++i) dst[i] = mb.params[i * mb.stride];
   };
 
   parallel_members(
       n_groups, opt.n_threads, std::max<Index>(1, kMemberGrain / group),
       [&] {
-        return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity, group);
+        return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity, group,
+                                           use_lanes);
       },
       [&](TrainScratch<S, Act, Shape>& st, Index g) {
         // Work on thread-local copies of the members' parameters (see kMemberGrain).
-        Member members[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+        Member members[kMax];
         int n_active = 0;
+        if (use_lanes) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
         for (Index m = g * group; m < std::min(n_members, (g + 1) * group); ++m) {
           if (ens.diverged[m]) continue;
           Member& mb = members[n_active];
           mb.m = m;
-          mb.params = st.local.data() + n_active * st.local_stride;
-          std::copy(ens.params + m * P, ens.params + (m + 1) * P, mb.params);
+          if (use_lanes) {
+            mb.params = st.local.data() + n_active;
+            mb.stride = group;
+          } else {
+            mb.params = st.local.data() + n_active * st.local_stride;
+            mb.stride = 1;
+          }
+          copy_in(mb, ens.params + m * P);
           mb.stream = ens.streams[m];
           mb.stage = 0;
           while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= first) ++mb.stage;
@@ -193,19 +234,25 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
           return values[mb.stage * n_members + mb.m];
         };
         auto record = [&](Member& mb) {
-          evaluate_member<S, Act>(layout, mb.params, train, test, rec.modes, hyper(mb, sched.beta),
+          const S* params = mb.params;
+          if (mb.stride != 1) {
+            copy_out(mb, st.member.data());
+            params = st.member.data();
+          }
+          evaluate_member<S, Act>(layout, params, train, test, rec.modes, hyper(mb, sched.beta),
                                   opt.decay_bias, st.eval,
                                   detail::record_slot(rec, layout, mb.row, mb.m, n_members));
           ++mb.row;
         };
         auto save = [&](const Member& mb) {
-          std::copy(mb.params, mb.params + P, ens.params + mb.m * P);
+          copy_out(mb, ens.params + mb.m * P);
           ens.steps[mb.m] = mb.step;
         };
         for (int q = 0; q < n_active; ++q)
           while (members[q].row < rec.n_records && rec.at[members[q].row] == first) record(members[q]);
 
-        kernels::StepParams<S> sp[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+        kernels::StepParams<S> sp[kMax];
+        bool finite[kMax];
         for (std::int64_t r = first; r < last && n_active > 0; ++r) {
           for (int q = 0; q < n_active; ++q) {
             Member& mb = members[q];
@@ -214,7 +261,20 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             const S decay = static_cast<S>(1.0 - lr * beta);
             sp[q] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
           }
-          if (use_rows) {
+          if (use_lanes) {
+            constexpr int L = kernels::LaneStep<S, Shape>::kWidth;
+            const Index d_in = layout.d_in(), d_out = layout.d_out();
+            for (int q = 0; q < n_active; ++q) {
+              const Index s = plan.full() ? 0 : st.samplers[q].indices(members[q].stream, members[q].step)[0];
+              for (Index k = 0; k < d_in; ++k) st.lane_x[k * L + q] = train.x[s * d_in + k];
+              for (Index k = 0; k < d_out; ++k) st.lane_y[k * L + q] = train.y[s * d_out + k];
+              st.lane_lr[q] = sp[q].lr;
+              st.lane_decay[q] = sp[q].decay;
+              st.lane_bias_decay[q] = sp[q].bias_decay;
+            }
+            st.lanes->step(st.local.data(), st.lane_x.data(), st.lane_y.data(), st.lane_lr.data(),
+                           st.lane_decay.data(), st.lane_bias_decay.data(), finite);
+          } else if (use_rows) {
             Member& mb = members[0];  // group == 1
             S* params = mb.params;
             if (plan.full()) {
@@ -224,9 +284,9 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
               st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp[0]);
             }
           } else if (batch == 1) {
-            S* params[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
-            const S* xs[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
-            const S* ys[kernels::SampleStep<S, Act, Shape>::kMaxGroup];
+            S* params[kMax];
+            const S* xs[kMax];
+            const S* ys[kMax];
             for (int q = 0; q < n_active; ++q) {
               const Index s = plan.full() ? 0 : st.samplers[q].indices(members[q].stream, members[q].step)[0];
               params[q] = members[q].params;
@@ -239,28 +299,42 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             const Index* idx = plan.full() ? nullptr : st.samplers[0].indices(mb.stream, mb.step);
             st.samples->step(mb.params, train.x, train.y, idx, batch, sp[0]);
           }
-          for (int q = 0; q < n_active;) {
+          bool noise_added = false;
+          for (int q = 0; q < n_active; ++q) {
             Member& mb = members[q];
             const double temperature = hyper(mb, sched.temperature);
             if (temperature > 0.0) {
+              noise_added = true;
               const double sigma = std::sqrt(2.0 * hyper(mb, sched.lr) * temperature);
               st.normals.fill(plan.seed, mb.stream, static_cast<std::uint64_t>(mb.step),
                               Purpose::kLangevin, st.noise.data(), P);
-              for (Index i = 0; i < P; ++i) mb.params[i] += static_cast<S>(sigma * st.noise[i]);
+              for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] += static_cast<S>(sigma * st.noise[i]);
             }
+          }
+          if (use_lanes) {
+            if (noise_added) st.lanes->finite_lanes(st.local.data(), P, finite);
+          } else {
+            for (int q = 0; q < n_active; ++q) finite[q] = kernels::all_finite(members[q].params, P);
+          }
+          for (int q = 0; q < n_active;) {
+            Member& mb = members[q];
             ++mb.step;
-            if (!kernels::all_finite(mb.params, P)) {
+            if (!finite[q]) {
               ens.diverged[mb.m] = 1;
               if (rec.diverged_at) rec.diverged_at[mb.m] = r + 1;
               save(mb);
-              // the member leaves the group; the last one takes its place (its scratch too)
+              // The member leaves the group; the last one takes its place (parameters,
+              // sampler, finiteness flag), and the freed slot is cleared.
+              Member& back = members[n_active - 1];
               if (q != n_active - 1) {
-                std::copy(members[n_active - 1].params, members[n_active - 1].params + P, mb.params);
+                for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] = back.params[i * back.stride];
                 S* own = mb.params;
-                mb = members[n_active - 1];
+                mb = back;
                 mb.params = own;
                 std::swap(st.samplers[q], st.samplers[n_active - 1]);
+                finite[q] = finite[n_active - 1];
               }
+              for (Index i = 0; i < P; ++i) back.params[i * back.stride] = S(0);
               --n_active;
               continue;
             }

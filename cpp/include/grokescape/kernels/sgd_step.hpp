@@ -5,7 +5,9 @@
 //  - RowStep (B >= 8): a layer's activations are "sample rows" (see row_products.hpp), so
 //    every product vectorises over the samples of the batch.
 //  - SampleStep (B < 8): one sample at a time, vectorised over features; the minibatch
-//    gradient is accumulated, then applied.
+//    gradient is accumulated, then applied. B = 1 steps of tanh networks run a few members
+//    interleaved (step_members); those of linear networks use LaneStep (lanes_step.hpp),
+//    one member per vector lane.
 // Both compute  W <- decay W - lr G,  decay = 1 - lr beta,  G = (1/B) sum_b d_b a_b^T,
 // forming each layer's error signal with the old W before updating it.
 #pragma once
