@@ -124,8 +124,9 @@ def test_single_sample_groups_survive_a_diverging_member(data):
         alone = ge.Ensemble([2, 10, 10, 2], 1)
         alone.set_params(start[m : m + 1])
         alone.set_streams([m])
-        h = alone.train(data, 300, lr[m], 0.01, batch_size=1, seed=4, temperature=1e-4,
-                        record_every=50)
+        h = alone.train(
+            data, 300, lr[m], 0.01, batch_size=1, seed=4, temperature=1e-4, record_every=50
+        )
         assert np.array_equal(alone.params[0], e.params[m], equal_nan=True), m
         assert alone.steps[0] == e.steps[m]
         assert h.diverged_step[0] == hist.diverged_step[m]

@@ -93,8 +93,10 @@ def _fisher_yates(words32, n):
 def _stream_words(seed, stream, step, purpose, n_blocks):
     """64-bit words of the stream (seed, stream, step, purpose) from numpy's Philox: numpy
     increments its counter before each block, so start one below (index 0, step)."""
-    gen = np.random.Philox(key=np.array([seed, stream], dtype=U64),
-                           counter=np.array([2**64 - 1, step - 1, purpose, 0], dtype=U64))
+    gen = np.random.Philox(
+        key=np.array([seed, stream], dtype=U64),
+        counter=np.array([2**64 - 1, step - 1, purpose, 0], dtype=U64),
+    )
     return gen.random_raw(4 * n_blocks)
 
 
