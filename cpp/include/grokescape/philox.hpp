@@ -26,6 +26,12 @@ using Counter = std::array<std::uint64_t, 4>;
 using Key = std::array<std::uint64_t, 2>;
 
 namespace detail {
+// The multipliers and key increments (Weyl constants) of Philox4x64 (Random123).
+namespace philox_constants {
+inline constexpr std::uint64_t M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
+inline constexpr std::uint64_t W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+}  // namespace philox_constants
+
 inline void mulhilo64(std::uint64_t a, std::uint64_t b, std::uint64_t& hi, std::uint64_t& lo) {
   const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
   hi = static_cast<std::uint64_t>(p >> 64);
@@ -35,8 +41,7 @@ inline void mulhilo64(std::uint64_t a, std::uint64_t b, std::uint64_t& hi, std::
 
 // One Philox4x64 block with 10 rounds.
 inline Counter philox4x64_10(Counter c, Key k) {
-  constexpr std::uint64_t M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
-  constexpr std::uint64_t W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+  using namespace detail::philox_constants;
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {
       k[0] += W0;
@@ -54,8 +59,7 @@ inline Counter philox4x64_10(Counter c, Key k) {
 // dependent multiplies) and both states stay in registers. Same results as two calls of
 // philox4x64_10.
 inline void philox4x64_10_x2(Counter a, Counter b, Key k, Counter& out_a, Counter& out_b) {
-  constexpr std::uint64_t M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
-  constexpr std::uint64_t W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+  using namespace detail::philox_constants;
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC unroll 10
 #endif
@@ -111,12 +115,12 @@ inline void mulhilo64_lanes(PhiloxLanes a, std::uint64_t m, PhiloxLanes& hi, Phi
 
 // kPhiloxLanes blocks with counters (first + t, c1, c2, c3), t = 0 .. kPhiloxLanes - 1, one
 // per vector lane; word j of block t goes to out[4 t + j]. The same results as
-// philox4x64_10 on each counter (the scalar multiply chain is the bottleneck of the
-// Langevin noise; tests/test_rng.py compares both with numpy).
+// philox4x64_10 on each counter (the scalar blocks, multiply chains and register spills,
+// were a large part of the Langevin noise's profile; tests/test_rng.py compares both with
+// numpy).
 inline void philox4x64_10_lanes(std::uint64_t first, std::uint64_t c1, std::uint64_t c2,
                                 std::uint64_t c3, Key k, std::uint64_t* out) {
-  constexpr std::uint64_t M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
-  constexpr std::uint64_t W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+  using namespace detail::philox_constants;
   using V = detail::PhiloxLanes;
   V x0, x1 = V{} + c1, x2 = V{} + c2, x3 = V{} + c3;
   for (int t = 0; t < kPhiloxLanes; ++t) x0[t] = first + static_cast<std::uint64_t>(t);
