@@ -110,27 +110,26 @@ def test_any_split_of_a_run_is_bit_identical(
     assert np.array_equal(a.params, b.params, equal_nan=True)
 
 
+@pytest.mark.parametrize("batch_size", [1, 16])
 @pytest.mark.parametrize("temperature", [0.0, 1e-4])
-def test_single_sample_groups_survive_a_diverging_member(data, temperature):
+def test_lane_groups_survive_a_diverging_member(data, temperature, batch_size):
     # Members 1 and 5 diverge part-way; every other member's trajectory is that of the
-    # member trained alone. B = 1 steps of this float64 linear network run four members in
-    # vector lanes (AVX2/AVX-512 builds: groups 0-3 and 4-6); a diverged member leaves its
-    # group, caught by the check folded into the update (T = 0) or by the pass after noise.
+    # member trained alone. Steps of this float64 linear network run members in vector
+    # lanes: four per group at B = 1 (AVX2/AVX-512 builds: groups 0-3 and 4-6), one group of
+    # eight at B = 16 with AVX-512 (four with AVX2); a diverged member leaves its group,
+    # caught by the check folded into the update (T = 0) or by the pass after noise.
     lr = np.array([0.02, 40.0, 0.02, 0.03, 0.01, 25.0, 0.02])
     e = ge.Ensemble([2, 10, 10, 2], lr.size)
     e.init_random(seed=5)
     start = e.params.copy()
-    hist = e.train(
-        data, 300, lr, 0.01, batch_size=1, seed=4, temperature=temperature, record_every=50
-    )
+    kw = dict(batch_size=batch_size, seed=4, temperature=temperature, record_every=50)
+    hist = e.train(data, 300, lr, 0.01, **kw)
     assert list(np.flatnonzero(hist.diverged)) == [1, 5]
     for m in range(lr.size):
         alone = ge.Ensemble([2, 10, 10, 2], 1)
         alone.set_params(start[m : m + 1])
         alone.set_streams([m])
-        h = alone.train(
-            data, 300, lr[m], 0.01, batch_size=1, seed=4, temperature=temperature, record_every=50
-        )
+        h = alone.train(data, 300, lr[m], 0.01, **kw)
         assert np.array_equal(alone.params[0], e.params[m], equal_nan=True), m
         assert alone.steps[0] == e.steps[m]
         assert h.diverged_step[0] == hist.diverged_step[m]

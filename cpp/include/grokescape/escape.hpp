@@ -148,103 +148,164 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
   const Index P = layout.n_params;
   const BatchPlan& plan = opt.batches;
   const Index batch = plan.full() ? train.n : plan.batch_size;
-  const bool use_rows = batch >= kRowBatchMin;
-  const Index ld = kernels::padded(batch);
+  // the same kernel and member groups as train(): a trajectory replays exactly
+  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch);
+  const int group = member_group_size<S, Act, Shape>(kernel, batch);
+  const Index n_groups = (n_members + group - 1) / group;
   const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
   kernels::AlignedVector<S> x_full, y_full;
-  if (use_rows && plan.full()) {
-    x_full = to_rows(train.x, train.n, layout.d_in(), ld);
-    y_full = to_rows(train.y, train.n, layout.d_out(), ld);
+  if (kernel == StepKernel::kRows && plan.full()) {
+    x_full = to_rows(train.x, train.n, layout.d_in(), kernels::padded(batch));
+    y_full = to_rows(train.y, train.n, layout.d_out(), kernels::padded(batch));
   }
   using Scratch = TrainScratch<S, Act, Shape>;
+  constexpr int kMax = kMaxMembers<S, Act, Shape>;
   std::vector<std::vector<EscapeEvent>*> all_events;
   std::mutex events_mutex;
   std::vector<std::unique_ptr<std::vector<EscapeEvent>>> owned;
 
+  // A running slot's state lives here and in the thread's copy of its parameters while the
+  // group runs (neighbouring slots run on other threads, and writing their shared cache lines
+  // every step would serialise the threads); written back when the slot stops or the chunk
+  // ends.
+  struct Slot {
+    Index m;
+    S* params;     // parameter i at params[i * stride]
+    Index stride;
+    std::uint64_t stream;
+    std::int64_t step, start, hold_since, started, order;
+    bool active;
+    bool noisy;
+    double sigma, threshold;
+  };
+
   parallel_members(
-      n_members, opt.n_threads, kMemberGrain,
+      n_groups, opt.n_threads, std::max<Index>(1, kMemberGrain / group),
       [&] {
         auto events = std::make_unique<std::vector<EscapeEvent>>();
         std::lock_guard<std::mutex> lock(events_mutex);
         all_events.push_back(events.get());
         owned.push_back(std::move(events));
-        return std::make_tuple(Scratch(layout, plan, train.n, use_rows, ld, eval_capacity, 1),
+        return std::make_tuple(Scratch(layout, plan, train.n, kernel, batch, eval_capacity),
                                all_events.back(), CheckScratch(layout));
       },
-      [&](auto& state, Index m) {
+      [&](auto& state, Index g) {
         Scratch& st = std::get<0>(state);
         std::vector<EscapeEvent>& events = *std::get<1>(state);
         CheckScratch& cs = std::get<2>(state);
-        if (!slots.active[m]) return;
-        // The slot's state lives in locals and a thread-local copy of its parameters while it
-        // runs: neighbouring slots run on other threads, and writing their shared cache
-        // lines every step would serialise the threads. Written back at the end.
-        std::copy(ens.params + m * P, ens.params + (m + 1) * P, st.local.begin());
-        S* params = st.local.data();
-        std::uint64_t stream = ens.streams[m];
-        std::int64_t step = ens.steps[m];
-        std::int64_t start = slots.start_step[m];
-        std::int64_t hold_since = slots.hold_since[m];
-        std::int64_t started = slots.trajectories[m];
-        bool active = true;
-        const double lr = lr_m[m], beta = beta_m[m], temperature = temperature_m[m];
-        const S decay = static_cast<S>(1.0 - lr * beta);
-        const kernels::StepParams<S> sp{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
-        const double sigma = std::sqrt(2.0 * lr * temperature);
-        const double threshold = crit.values[m];
-        std::int64_t order = 0;
-        auto finish = [&](std::int64_t escape_age, std::int64_t age, bool diverged) {
-          events.push_back({m, stream, escape_age, age, diverged, order++});
+        Slot group_slots[kMax];
+        kernels::StepParams<S> sp[kMax];
+        int n_active = 0;
+        if (st.lanes_layout()) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
+        for (Index m = g * group; m < std::min(n_members, (g + 1) * group); ++m) {
+          if (!slots.active[m]) continue;
+          Slot& sl = group_slots[n_active];
+          sl.m = m;
+          sl.params = st.member_params(n_active);
+          sl.stride = st.member_stride();
+          for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = ens.params[m * P + i];
+          sl.stream = ens.streams[m];
+          sl.step = ens.steps[m];
+          sl.start = slots.start_step[m];
+          sl.hold_since = slots.hold_since[m];
+          sl.started = slots.trajectories[m];
+          sl.order = 0;
+          sl.active = true;
+          const double lr = lr_m[m], beta = beta_m[m];
+          const S decay = static_cast<S>(1.0 - lr * beta);
+          sp[n_active] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
+          sl.noisy = temperature_m[m] > 0.0;
+          sl.sigma = std::sqrt(2.0 * lr * temperature_m[m]);
+          sl.threshold = crit.values[m];
+          ++n_active;
+        }
+        auto save = [&](const Slot& sl) {
+          for (Index i = 0; i < P; ++i) ens.params[sl.m * P + i] = sl.params[i * sl.stride];
+          ens.streams[sl.m] = sl.stream;
+          ens.steps[sl.m] = sl.step;
+          slots.start_step[sl.m] = sl.start;
+          slots.hold_since[sl.m] = sl.hold_since;
+          slots.trajectories[sl.m] = sl.started;
+          slots.active[sl.m] = sl.active ? 1 : 0;
+        };
+        // Ends the slot's trajectory: with refill a new one starts from the slot's initial
+        // state, else the slot stops.
+        auto finish = [&](Slot& sl, std::int64_t escape_age, std::int64_t age, bool diverged) {
+          events.push_back({sl.m, sl.stream, escape_age, age, diverged, sl.order++});
           if (!opt.refill) {
-            active = false;
-            if (diverged) ens.diverged[m] = 1;
+            sl.active = false;
+            if (diverged) ens.diverged[sl.m] = 1;
             return;
           }
-          stream = opt.refill_base + static_cast<std::uint64_t>((started - 1) * n_members + m);
-          ++started;
-          std::copy(init_params + m * P, init_params + (m + 1) * P, params);
-          step = 0;
-          start = 0;
-          hold_since = -1;
+          sl.stream = opt.refill_base + static_cast<std::uint64_t>((sl.started - 1) * n_members + sl.m);
+          ++sl.started;
+          for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = init_params[sl.m * P + i];
+          sl.step = 0;
+          sl.start = 0;
+          sl.hold_since = -1;
         };
-        for (std::int64_t r = 0; r < opt.n_steps && active; ++r) {
-          if (use_rows) {
-            if (plan.full()) {
-              st.rows->step(params, x_full.data(), y_full.data(), batch, sp);
-            } else {
-              st.rows->gather(train.x, train.y, st.samplers[0].indices(stream, step), batch);
-              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp);
+        auto params_of = [&](const Slot& sl) -> const S* {
+          if (sl.stride == 1) return sl.params;
+          for (Index i = 0; i < P; ++i) st.member[i] = sl.params[i * sl.stride];
+          return st.member.data();
+        };
+        bool finite[kMax];
+        std::uint64_t streams[kMax];
+        std::int64_t steps[kMax];
+        for (std::int64_t r = 0; r < opt.n_steps && n_active > 0; ++r) {
+          for (int q = 0; q < n_active; ++q) {
+            streams[q] = group_slots[q].stream;
+            steps[q] = group_slots[q].step;
+          }
+          st.step(layout, plan, train, x_full.data(), y_full.data(), streams, steps, sp, n_active, finite);
+          bool noise_added = false;
+          for (int q = 0; q < n_active; ++q) {
+            Slot& sl = group_slots[q];
+            if (sl.noisy) {
+              noise_added = true;
+              st.normals.fill(plan.seed, sl.stream, static_cast<std::uint64_t>(sl.step),
+                              Purpose::kLangevin, st.noise.data(), P);
+              for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] += static_cast<S>(sl.sigma * st.noise[i]);
             }
-          } else {
-            const Index* idx = plan.full() ? nullptr : st.samplers[0].indices(stream, step);
-            st.samples->step(params, train.x, train.y, idx, batch, sp);
           }
-          if (temperature > 0.0) {
-            st.normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
-                            st.noise.data(), P);
-            for (Index i = 0; i < P; ++i) params[i] += static_cast<S>(sigma * st.noise[i]);
-          }
-          ++step;
-          const std::int64_t age = step - start;
-          if (!kernels::all_finite(params, P)) {
-            finish(age, age, true);
-            continue;
-          }
-          if (age % crit.check_every != 0) continue;
-          if (criterion_holds<S, Act>(crit, threshold, layout, params, test, modes, st.eval, cs)) {
-            if (hold_since < 0) hold_since = age;
-            if (age - hold_since >= crit.hold) finish(hold_since, age, false);
-          } else {
-            hold_since = -1;
+          if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
+          for (int q = 0; q < n_active;) {
+            Slot& sl = group_slots[q];
+            ++sl.step;
+            const std::int64_t age = sl.step - sl.start;
+            if (!finite[q]) {
+              finish(sl, age, age, true);
+            } else if (age % crit.check_every == 0) {
+              if (criterion_holds<S, Act>(crit, sl.threshold, layout, params_of(sl), test, modes,
+                                          st.eval, cs)) {
+                if (sl.hold_since < 0) sl.hold_since = age;
+                if (age - sl.hold_since >= crit.hold) finish(sl, sl.hold_since, age, false);
+              } else {
+                sl.hold_since = -1;
+              }
+            }
+            if (sl.active) {
+              ++q;
+              continue;
+            }
+            // The slot stopped: it leaves the group, the last one takes its place
+            // (parameters, sampler, hyperparameters), and the freed lane is cleared.
+            save(sl);
+            Slot& back = group_slots[n_active - 1];
+            if (q != n_active - 1) {
+              for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = back.params[i * back.stride];
+              S* own = sl.params;
+              sl = back;
+              sl.params = own;
+              std::swap(st.samplers[q], st.samplers[n_active - 1]);
+              sp[q] = sp[n_active - 1];
+              finite[q] = finite[n_active - 1];
+            }
+            for (Index i = 0; i < P; ++i) back.params[i * back.stride] = S(0);
+            --n_active;
           }
         }
-        std::copy(params, params + P, ens.params + m * P);
-        ens.streams[m] = stream;
-        ens.steps[m] = step;
-        slots.start_step[m] = start;
-        slots.hold_since[m] = hold_since;
-        slots.trajectories[m] = started;
-        slots.active[m] = active ? 1 : 0;
+        for (int q = 0; q < n_active; ++q) save(group_slots[q]);
       });
   std::vector<EscapeEvent> merged;
   for (auto* ev : all_events) merged.insert(merged.end(), ev->begin(), ev->end());

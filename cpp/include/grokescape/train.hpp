@@ -7,11 +7,13 @@
 // step of the member, purpose), so chunking and thread count never change a result.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <vector>
 
+#include "grokescape/kernels/lane_batch_step.hpp"
 #include "grokescape/kernels/lanes_step.hpp"
 #include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/layout.hpp"
@@ -94,61 +96,40 @@ inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, I
 }
 }  // namespace detail
 
-// Members a thread steps together. Single-sample steps are latency-bound: linear networks
-// run LaneStep::kWidth members in the vector lanes (LaneStep), tanh networks interleave a few
-// members' steps (SampleStep::step_members); other steps run one member at a time.
-template <class S, Activation Act>
-inline bool use_lane_kernel(Index batch) {
-  return Act == Activation::kLinear && batch == 1;
-}
-template <class S, Activation Act, class Shape>
-inline int member_group_size(Index batch) {
-  if (use_lane_kernel<S, Act>(batch)) return kernels::LaneStep<S, Shape>::kWidth;
-  return batch == 1 ? kernels::SampleStep<S, Act, Shape>::kMaxGroup : 1;
-}
-template <class S, Activation Act, class Shape>
-inline constexpr int kMaxMembers = kernels::LaneStep<S, Shape>::kWidth > kernels::SampleStep<S, Act, Shape>::kMaxGroup
-                                       ? kernels::LaneStep<S, Shape>::kWidth
-                                       : kernels::SampleStep<S, Act, Shape>::kMaxGroup;
+// The step kernel of a run, chosen by network and batch only (never by ensemble size or
+// thread count, so a member's result does not depend on them):
+//  - kLanes (linear, B = 1): LaneStep::kWidth members in the vector lanes;
+//  - kLaneBatches (linear, B >= 2, minibatches, small networks): LaneBatchStep::kWidth
+//    members in the vector lanes;
+//  - kSamples (B < kRowBatchMin otherwise): one sample at a time; tanh B = 1 steps interleave
+//    up to SampleStep::kMaxGroup members (step_members);
+//  - kRows (otherwise): one member at a time, vectorised over the samples of the batch.
+enum class StepKernel : int { kRows, kSamples, kLanes, kLaneBatches };
 
-// Per-thread scratch of the training loop.
 template <class S, Activation Act, class Shape>
-struct TrainScratch {
-  std::optional<kernels::RowStep<S, Act, Shape>> rows;
-  std::optional<kernels::SampleStep<S, Act, Shape>> samples;
-  std::optional<kernels::LaneStep<S, Shape>> lanes;
-  std::vector<BatchSampler> samplers;  // one per member of a group
-  NormalSource normals;
-  std::vector<double> noise;
-  // The running members' parameters: member q at local[q * local_stride + i] (i = 0..P-1),
-  // or at local[i * L + q] in the lane layout of LaneStep.
-  Index local_stride;
-  kernels::AlignedVector<S> local;
-  kernels::AlignedVector<S> lane_x, lane_y, lane_lr, lane_decay, lane_bias_decay, member;
-  Workspace<S> eval;
+inline StepKernel choose_step_kernel(const Layout& layout, const BatchPlan& plan, Index batch) {
+  if (Act == Activation::kLinear && batch == 1) return StepKernel::kLanes;
+  if (Act == Activation::kLinear && !plan.full() && batch >= 2 &&
+      kernels::LaneBatchStep<S, Shape>::fits(layout))
+    return StepKernel::kLaneBatches;
+  return batch >= kRowBatchMin ? StepKernel::kRows : StepKernel::kSamples;
+}
 
-  TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, bool use_rows, Index ld,
-               Index eval_capacity, int group, bool use_lanes = false)
-      : samplers(static_cast<std::size_t>(group), BatchSampler(plan, n_train)),
-        noise(static_cast<std::size_t>(layout.n_params)),
-        local_stride(kernels::padded(layout.n_params)),
-        local(static_cast<std::size_t>(group * local_stride), S(0)), eval(layout, eval_capacity) {
-    if (use_lanes) {
-      constexpr int L = kernels::LaneStep<S, Shape>::kWidth;
-      lanes.emplace(layout);
-      lane_x.assign(static_cast<std::size_t>(layout.d_in() * L), S(0));
-      lane_y.assign(static_cast<std::size_t>(layout.d_out() * L), S(0));
-      lane_lr.assign(L, S(0));
-      lane_decay.assign(L, S(1));
-      lane_bias_decay.assign(L, S(1));
-      member.assign(static_cast<std::size_t>(layout.n_params), S(0));
-    } else if (use_rows) {
-      rows.emplace(layout, ld);
-    } else {
-      samples.emplace(layout);
-    }
+// Members a thread steps together with that kernel.
+template <class S, Activation Act, class Shape>
+inline int member_group_size(StepKernel kernel, Index batch) {
+  switch (kernel) {
+    case StepKernel::kLanes: return kernels::LaneStep<S, Shape>::kWidth;
+    case StepKernel::kLaneBatches: return kernels::LaneBatchStep<S, Shape>::kWidth;
+    case StepKernel::kSamples: return batch == 1 ? kernels::SampleStep<S, Act, Shape>::kMaxGroup : 1;
+    case StepKernel::kRows: return 1;
   }
-};
+  return 1;
+}
+template <class S, Activation Act, class Shape>
+inline constexpr int kMaxMembers = std::max({kernels::LaneStep<S, Shape>::kWidth,
+                                             kernels::LaneBatchStep<S, Shape>::kWidth,
+                                             kernels::SampleStep<S, Act, Shape>::kMaxGroup});
 
 // Row layout of a whole data set (d x ld, zero-padded), for full-batch steps.
 template <class S>
@@ -159,6 +140,151 @@ kernels::AlignedVector<S> to_rows(const S* a, Index n, Index d, Index ld) {
   return rows;
 }
 
+// Per-thread scratch of the training loop: the kernel's buffers, a batch sampler per member
+// of a group, and the running members' parameters.
+template <class S, Activation Act, class Shape>
+struct TrainScratch {
+  StepKernel kernel;
+  int group;
+  Index batch;
+  std::optional<kernels::RowStep<S, Act, Shape>> rows;
+  std::optional<kernels::SampleStep<S, Act, Shape>> samples;
+  std::optional<kernels::LaneStep<S, Shape>> lanes;
+  std::optional<kernels::LaneBatchStep<S, Shape>> lane_batches;
+  std::vector<BatchSampler> samplers;  // one per member of a group
+  NormalSource normals;
+  std::vector<double> noise;
+  // The running members' parameters: member q at local[q * local_stride + i] (i = 0..P-1),
+  // or at local[i * group + q] in the lane layouts (lanes()).
+  Index local_stride;
+  kernels::AlignedVector<S> local;
+  kernels::AlignedVector<S> lane_x, lane_y, lane_lr, lane_decay, lane_bias_decay, member;
+  Workspace<S> eval;
+
+  TrainScratch(const Layout& layout, const BatchPlan& plan, Index n_train, StepKernel step_kernel,
+               Index batch_size, Index eval_capacity)
+      : kernel(step_kernel), group(member_group_size<S, Act, Shape>(step_kernel, batch_size)),
+        batch(batch_size), samplers(static_cast<std::size_t>(group), BatchSampler(plan, n_train)),
+        noise(static_cast<std::size_t>(layout.n_params)),
+        local_stride(kernels::padded(layout.n_params)),
+        local(static_cast<std::size_t>(group * local_stride), S(0)), eval(layout, eval_capacity) {
+    switch (kernel) {
+      case StepKernel::kLanes:
+        lanes.emplace(layout);
+        lane_x.assign(static_cast<std::size_t>(layout.d_in() * group), S(0));
+        lane_y.assign(static_cast<std::size_t>(layout.d_out() * group), S(0));
+        break;
+      case StepKernel::kLaneBatches: lane_batches.emplace(layout, batch); break;
+      case StepKernel::kRows: rows.emplace(layout, kernels::padded(batch)); break;
+      case StepKernel::kSamples: samples.emplace(layout); break;
+    }
+    if (lanes_layout()) {
+      lane_lr.assign(static_cast<std::size_t>(group), S(0));
+      lane_decay.assign(static_cast<std::size_t>(group), S(1));
+      lane_bias_decay.assign(static_cast<std::size_t>(group), S(1));
+      member.assign(static_cast<std::size_t>(layout.n_params), S(0));
+    }
+  }
+
+  bool lanes_layout() const { return kernel == StepKernel::kLanes || kernel == StepKernel::kLaneBatches; }
+  // Parameter i of group member q is at member_params(q)[i * member_stride()].
+  S* member_params(int q) { return local.data() + (lanes_layout() ? q : q * local_stride); }
+  Index member_stride() const { return lanes_layout() ? group : 1; }
+
+  // One SGD step of group members 0..count-1 (member q: its parameters at member_params(q),
+  // RNG stream streams[q], absolute step steps[q], hyperparameters sp[q]). x_full / y_full:
+  // the data set as rows (to_rows) for full-batch steps of the row kernel. In the lane
+  // layouts finite[q] tells whether member q's parameters are all finite; the other kernels
+  // leave it to the caller.
+  void step(const Layout& layout, const BatchPlan& plan, const DataRef<S>& train,
+            const S* x_full, const S* y_full, const std::uint64_t* streams,
+            const std::int64_t* steps, const kernels::StepParams<S>* sp, int count, bool* finite) {
+    auto batch_of = [&](int q) { return samplers[q].indices(streams[q], steps[q]); };
+    const Index d_in = layout.d_in(), d_out = layout.d_out();
+    if (lanes_layout()) {
+      for (int q = 0; q < count; ++q) {
+        lane_lr[q] = sp[q].lr;
+        lane_decay[q] = sp[q].decay;
+        lane_bias_decay[q] = sp[q].bias_decay;
+      }
+    }
+    switch (kernel) {
+      case StepKernel::kLanes: {
+        const Index L = group;
+        for (int q = 0; q < count; ++q) {
+          const Index s = plan.full() ? 0 : batch_of(q)[0];
+          for (Index k = 0; k < d_in; ++k) lane_x[k * L + q] = train.x[s * d_in + k];
+          for (Index k = 0; k < d_out; ++k) lane_y[k * L + q] = train.y[s * d_out + k];
+        }
+        lanes->step(local.data(), lane_x.data(), lane_y.data(), lane_lr.data(), lane_decay.data(),
+                    lane_bias_decay.data(), finite);
+        return;
+      }
+      case StepKernel::kLaneBatches: {
+        // feature k of sample b of lane q at [(k * ld + b) * L + q]; idle lanes repeat lane 0's
+        // samples (their parameters are zero and stay zero)
+        constexpr int L = kernels::LaneBatchStep<S, Shape>::kWidth;
+        const Index ld = lane_batches->x_stride();
+        const Index* idx[L];
+        for (int q = 0; q < L; ++q) idx[q] = q < count ? batch_of(q) : idx[0];
+        S* __restrict x = lane_batches->x();
+        S* __restrict y = lane_batches->y();
+        for (Index b = 0; b < batch; ++b) {
+          Index sample[L];
+          for (int q = 0; q < L; ++q) sample[q] = idx[q][b];
+          for (Index k = 0; k < d_in; ++k)
+            for (int q = 0; q < L; ++q) x[(k * ld + b) * L + q] = train.x[sample[q] * d_in + k];
+          for (Index k = 0; k < d_out; ++k)
+            for (int q = 0; q < L; ++q) y[(k * ld + b) * L + q] = train.y[sample[q] * d_out + k];
+        }
+        lane_batches->step(local.data(), lane_lr.data(), lane_decay.data(), lane_bias_decay.data(),
+                           finite);
+        return;
+      }
+      case StepKernel::kRows: {  // group == 1
+        if (plan.full()) {
+          rows->step(member_params(0), x_full, y_full, batch, sp[0]);
+        } else {
+          rows->gather(train.x, train.y, batch_of(0), batch);
+          rows->step(member_params(0), rows->x_rows(), rows->y_rows(), batch, sp[0]);
+        }
+        return;
+      }
+      case StepKernel::kSamples: {
+        if (batch == 1) {
+          S* params[kMaxMembers<S, Act, Shape>];
+          const S* xs[kMaxMembers<S, Act, Shape>];
+          const S* ys[kMaxMembers<S, Act, Shape>];
+          for (int q = 0; q < count; ++q) {
+            const Index s = plan.full() ? 0 : batch_of(q)[0];
+            params[q] = member_params(q);
+            xs[q] = train.x + s * d_in;
+            ys[q] = train.y + s * d_out;
+          }
+          samples->step_members(params, xs, ys, sp, count);
+        } else {  // group == 1
+          samples->step(member_params(0), train.x, train.y, plan.full() ? nullptr : batch_of(0),
+                        batch, sp[0]);
+        }
+        return;
+      }
+    }
+  }
+
+  // finite[q] for members 0..count-1 after noise was added (or for the kernels whose step
+  // does not report it).
+  void check_finite(Index n_params, int count, bool* finite) {
+    if (kernel == StepKernel::kLanes) {
+      kernels::lanes_all_finite<S, kernels::LaneStep<S, Shape>::kWidth>(local.data(), n_params, finite);
+    } else if (kernel == StepKernel::kLaneBatches) {
+      kernels::lanes_all_finite<S, kernels::LaneBatchStep<S, Shape>::kWidth>(local.data(), n_params,
+                                                                          finite);
+    } else {
+      for (int q = 0; q < count; ++q) finite[q] = kernels::all_finite(member_params(q), n_params);
+    }
+  }
+};
+
 template <class S, Activation Act, class Shape>
 void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRef<S>& train,
                    const DataRef<S>& test, const Schedule& sched, const RecordPlan& rec,
@@ -167,25 +293,23 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
   const Index P = layout.n_params;
   const BatchPlan& plan = opt.batches;
   const Index batch = plan.full() ? train.n : plan.batch_size;
-  const bool use_rows = batch >= kRowBatchMin;
-  const Index ld = kernels::padded(batch);
+  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch);
   const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
   kernels::AlignedVector<S> x_full, y_full;
-  if (use_rows && plan.full()) {
-    x_full = to_rows(train.x, train.n, layout.d_in(), ld);
-    y_full = to_rows(train.y, train.n, layout.d_out(), ld);
+  if (kernel == StepKernel::kRows && plan.full()) {
+    x_full = to_rows(train.x, train.n, layout.d_in(), kernels::padded(batch));
+    y_full = to_rows(train.y, train.n, layout.d_out(), kernels::padded(batch));
   }
   const std::int64_t first = opt.run_offset, last = opt.run_offset + opt.n_steps;
 
   // Threads take groups of `group` consecutive members (see member_group_size).
-  const int group = member_group_size<S, Act, Shape>(batch);
-  const bool use_lanes = use_lane_kernel<S, Act>(batch);
+  const int group = member_group_size<S, Act, Shape>(kernel, batch);
   const Index n_groups = (n_members + group - 1) / group;
   constexpr int kMax = kMaxMembers<S, Act, Shape>;
   struct Member {
     Index m;
     S* params;     // parameter i at params[i * stride]
-    Index stride;  // 1, or the lane count in the lane layout
+    Index stride;  // 1, or the lane count in the lane layouts
     std::uint64_t stream;
     Index stage, row;
     std::int64_t step;
@@ -200,25 +324,19 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
   parallel_members(
       n_groups, opt.n_threads, std::max<Index>(1, kMemberGrain / group),
       [&] {
-        return TrainScratch<S, Act, Shape>(layout, plan, train.n, use_rows, ld, eval_capacity, group,
-                                           use_lanes);
+        return TrainScratch<S, Act, Shape>(layout, plan, train.n, kernel, batch, eval_capacity);
       },
       [&](TrainScratch<S, Act, Shape>& st, Index g) {
         // Work on thread-local copies of the members' parameters (see kMemberGrain).
         Member members[kMax];
         int n_active = 0;
-        if (use_lanes) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
+        if (st.lanes_layout()) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
         for (Index m = g * group; m < std::min(n_members, (g + 1) * group); ++m) {
           if (ens.diverged[m]) continue;
           Member& mb = members[n_active];
           mb.m = m;
-          if (use_lanes) {
-            mb.params = st.local.data() + n_active;
-            mb.stride = group;
-          } else {
-            mb.params = st.local.data() + n_active * st.local_stride;
-            mb.stride = 1;
-          }
+          mb.params = st.member_params(n_active);
+          mb.stride = st.member_stride();
           copy_in(mb, ens.params + m * P);
           mb.stream = ens.streams[m];
           mb.stage = 0;
@@ -261,44 +379,13 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             const S decay = static_cast<S>(1.0 - lr * beta);
             sp[q] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
           }
-          if (use_lanes) {
-            constexpr int L = kernels::LaneStep<S, Shape>::kWidth;
-            const Index d_in = layout.d_in(), d_out = layout.d_out();
-            for (int q = 0; q < n_active; ++q) {
-              const Index s = plan.full() ? 0 : st.samplers[q].indices(members[q].stream, members[q].step)[0];
-              for (Index k = 0; k < d_in; ++k) st.lane_x[k * L + q] = train.x[s * d_in + k];
-              for (Index k = 0; k < d_out; ++k) st.lane_y[k * L + q] = train.y[s * d_out + k];
-              st.lane_lr[q] = sp[q].lr;
-              st.lane_decay[q] = sp[q].decay;
-              st.lane_bias_decay[q] = sp[q].bias_decay;
-            }
-            st.lanes->step(st.local.data(), st.lane_x.data(), st.lane_y.data(), st.lane_lr.data(),
-                           st.lane_decay.data(), st.lane_bias_decay.data(), finite);
-          } else if (use_rows) {
-            Member& mb = members[0];  // group == 1
-            S* params = mb.params;
-            if (plan.full()) {
-              st.rows->step(params, x_full.data(), y_full.data(), batch, sp[0]);
-            } else {
-              st.rows->gather(train.x, train.y, st.samplers[0].indices(mb.stream, mb.step), batch);
-              st.rows->step(params, st.rows->x_rows(), st.rows->y_rows(), batch, sp[0]);
-            }
-          } else if (batch == 1) {
-            S* params[kMax];
-            const S* xs[kMax];
-            const S* ys[kMax];
-            for (int q = 0; q < n_active; ++q) {
-              const Index s = plan.full() ? 0 : st.samplers[q].indices(members[q].stream, members[q].step)[0];
-              params[q] = members[q].params;
-              xs[q] = train.x + s * layout.d_in();
-              ys[q] = train.y + s * layout.d_out();
-            }
-            st.samples->step_members(params, xs, ys, sp, n_active);
-          } else {
-            Member& mb = members[0];  // group == 1
-            const Index* idx = plan.full() ? nullptr : st.samplers[0].indices(mb.stream, mb.step);
-            st.samples->step(mb.params, train.x, train.y, idx, batch, sp[0]);
+          std::uint64_t streams[kMax];
+          std::int64_t steps[kMax];
+          for (int q = 0; q < n_active; ++q) {
+            streams[q] = members[q].stream;
+            steps[q] = members[q].step;
           }
+          st.step(layout, plan, train, x_full.data(), y_full.data(), streams, steps, sp, n_active, finite);
           bool noise_added = false;
           for (int q = 0; q < n_active; ++q) {
             Member& mb = members[q];
@@ -311,11 +398,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
               for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] += static_cast<S>(sigma * st.noise[i]);
             }
           }
-          if (use_lanes) {
-            if (noise_added) st.lanes->finite_lanes(st.local.data(), P, finite);
-          } else {
-            for (int q = 0; q < n_active; ++q) finite[q] = kernels::all_finite(members[q].params, P);
-          }
+          if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
           for (int q = 0; q < n_active;) {
             Member& mb = members[q];
             ++mb.step;

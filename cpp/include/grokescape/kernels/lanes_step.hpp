@@ -135,26 +135,6 @@ class LaneStep {
     for (int q = 0; q < L; ++q) finite[q] = check[q] == S(0);
   }
 
-  // finite[q] = whether every parameter of lane q is finite (x - x is 0 exactly for finite
-  // x), for all lanes at once (after Langevin noise, which step's check does not see).
-  void finite_lanes(const S* p, Index n_params, bool* finite) const {
-    constexpr int L = kWidth;
-    // eight independent sums: one would be a chain of n_params dependent additions
-    V acc[8] = {};
-    Index i = 0;
-    for (; i + 8 <= n_params; i += 8)
-      for (int j = 0; j < 8; ++j) {
-        const V a = load(p + (i + j) * L);
-        acc[j] += a - a;
-      }
-    for (; i < n_params; ++i) {
-      const V a = load(p + i * L);
-      acc[0] += a - a;
-    }
-    const V sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (int q = 0; q < L; ++q) finite[q] = sum[q] == S(0);
-  }
-
  private:
   static V load(const S* p) {
     V v;

@@ -1,13 +1,15 @@
 // One SGD + L2 step of one member, written for speed (the Eigen code in network.hpp is the
 // readable version used for exact evaluation; tests hold both against a NumPy reference).
 //
-// Two layouts, chosen by batch size:
+// Two layouts, chosen by batch size (train.hpp, choose_step_kernel):
 //  - RowStep (B >= 8): a layer's activations are "sample rows" (see row_products.hpp), so
 //    every product vectorises over the samples of the batch.
 //  - SampleStep (B < 8): one sample at a time, vectorised over features; the minibatch
 //    gradient is accumulated, then applied. B = 1 steps of tanh networks run a few members
-//    interleaved (step_members); those of linear networks use LaneStep (lanes_step.hpp),
-//    one member per vector lane.
+//    interleaved (step_members).
+// Linear networks mostly use the lane kernels instead, one member per vector lane: LaneStep
+// (lanes_step.hpp) for B = 1, LaneBatchStep (lane_batch_step.hpp) for minibatches of small
+// networks.
 // Both compute  W <- decay W - lr G,  decay = 1 - lr beta,  G = (1/B) sum_b d_b a_b^T,
 // forming each layer's error signal with the old W before updating it.
 #pragma once

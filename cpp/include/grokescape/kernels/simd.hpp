@@ -138,6 +138,30 @@ inline bool all_finite(const S* p, Index n) {
   return lane_sum<S>((acc0 + acc1) + (acc2 + acc3)) + tail == S(0);
 }
 
+// finite[q] = whether p[i * L + q] is finite for every i < n, for the L members of a lane
+// layout at once. Eight independent sums per lane: one would be a chain of n dependent
+// additions.
+template <class S, int L>
+inline void lanes_all_finite(const S* p, Index n, bool* finite) {
+  S acc[8][L] = {};
+  Index i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      for (int q = 0; q < L; ++q) {
+        const S a = p[(i + j) * L + q];
+        acc[j][q] += a - a;
+      }
+  for (; i < n; ++i)
+    for (int q = 0; q < L; ++q) {
+      const S a = p[i * L + q];
+      acc[0][q] += a - a;
+    }
+  for (int q = 0; q < L; ++q)
+    finite[q] = ((acc[0][q] + acc[1][q]) + (acc[2][q] + acc[3][q])) +
+                    ((acc[4][q] + acc[5][q]) + (acc[6][q] + acc[7][q])) ==
+                S(0);
+}
+
 // Batch rows are padded to a multiple of 16 elements (a whole number of vectors for every
 // supported instruction set and both precisions) so vector loops need no remainder.
 inline constexpr Index kRowPad = 16;
