@@ -263,9 +263,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
             Slot& sl = group_slots[q];
             if (sl.noisy) {
               noise_added = true;
-              st.normals.fill(plan.seed, sl.stream, static_cast<std::uint64_t>(sl.step),
-                              Purpose::kLangevin, st.noise.data(), P);
-              for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] += static_cast<S>(sl.sigma * st.noise[i]);
+              st.add_noise(plan, sl.stream, sl.step, sl.sigma, sl.params, sl.stride, P);
             }
           }
           if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
@@ -288,20 +286,10 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
               ++q;
               continue;
             }
-            // The slot stopped: it leaves the group, the last one takes its place
-            // (parameters, sampler, hyperparameters), and the freed lane is cleared.
+            // The slot stopped and leaves the group (its step parameters move with it).
             save(sl);
-            Slot& back = group_slots[n_active - 1];
-            if (q != n_active - 1) {
-              for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = back.params[i * back.stride];
-              S* own = sl.params;
-              sl = back;
-              sl.params = own;
-              std::swap(st.samplers[q], st.samplers[n_active - 1]);
-              sp[q] = sp[n_active - 1];
-              finite[q] = finite[n_active - 1];
-            }
-            for (Index i = 0; i < P; ++i) back.params[i * back.stride] = S(0);
+            sp[q] = sp[n_active - 1];
+            st.leave_group(group_slots, q, n_active, finite, P);
             --n_active;
           }
         }

@@ -283,6 +283,33 @@ struct TrainScratch {
       for (int q = 0; q < count; ++q) finite[q] = kernels::all_finite(member_params(q), n_params);
     }
   }
+
+  // Adds Langevin noise sigma * z to the parameters of a member (parameter i at
+  // params[i * stride]), z the standard normals of its stream at its step.
+  void add_noise(const BatchPlan& plan, std::uint64_t stream, std::int64_t step, double sigma,
+                 S* params, Index stride, Index n_params) {
+    normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
+                 noise.data(), n_params);
+    for (Index i = 0; i < n_params; ++i) params[i * stride] += static_cast<S>(sigma * noise[i]);
+  }
+
+  // Group member q (of n_active) leaves the group: the last member moves into its place
+  // (parameters, sampler, the caller's record M of it, finiteness flag) and the freed
+  // parameters are cleared (an idle lane stays zero).
+  template <class M>
+  void leave_group(M* members, int q, int n_active, bool* finite, Index n_params) {
+    M& mb = members[q];
+    M& back = members[n_active - 1];
+    if (q != n_active - 1) {
+      for (Index i = 0; i < n_params; ++i) mb.params[i * mb.stride] = back.params[i * back.stride];
+      S* own = mb.params;
+      mb = back;
+      mb.params = own;
+      std::swap(samplers[q], samplers[n_active - 1]);
+      finite[q] = finite[n_active - 1];
+    }
+    for (Index i = 0; i < n_params; ++i) back.params[i * back.stride] = S(0);
+  }
 };
 
 template <class S, Activation Act, class Shape>
@@ -393,9 +420,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             if (temperature > 0.0) {
               noise_added = true;
               const double sigma = std::sqrt(2.0 * hyper(mb, sched.lr) * temperature);
-              st.normals.fill(plan.seed, mb.stream, static_cast<std::uint64_t>(mb.step),
-                              Purpose::kLangevin, st.noise.data(), P);
-              for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] += static_cast<S>(sigma * st.noise[i]);
+              st.add_noise(plan, mb.stream, mb.step, sigma, mb.params, mb.stride, P);
             }
           }
           if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
@@ -406,18 +431,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
               ens.diverged[mb.m] = 1;
               if (rec.diverged_at) rec.diverged_at[mb.m] = r + 1;
               save(mb);
-              // The member leaves the group; the last one takes its place (parameters,
-              // sampler, finiteness flag), and the freed slot is cleared.
-              Member& back = members[n_active - 1];
-              if (q != n_active - 1) {
-                for (Index i = 0; i < P; ++i) mb.params[i * mb.stride] = back.params[i * back.stride];
-                S* own = mb.params;
-                mb = back;
-                mb.params = own;
-                std::swap(st.samplers[q], st.samplers[n_active - 1]);
-                finite[q] = finite[n_active - 1];
-              }
-              for (Index i = 0; i < P; ++i) back.params[i * back.stride] = S(0);
+              st.leave_group(members, q, n_active, finite, P);
               --n_active;
               continue;
             }
