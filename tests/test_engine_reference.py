@@ -277,3 +277,52 @@ def test_tanh_activation_matches_numpy_to_a_few_ulp(dtype, ulps):
     rel = np.abs(loss / (0.5 * expected**2) - 1) / 2
     eps = np.finfo(np.float64).eps
     assert rel.max() <= ulps * eps + (2 * eps if dtype == "float32" else 0), rel.max()
+
+
+@pytest.mark.parametrize(
+    "widths,batch,dtype",
+    [
+        ([2, 10, 10, 2], 16, "float64"),  # lane-batch kernel: a full and a partial lane group
+        ([2, 10, 10, 2], 1, "float64"),  # single-sample lanes
+        ([3, 16, 16, 2], 1, "float32"),  # float32 lanes
+        ([5, 7, 3], None, "float64"),  # full batch, one member at a time
+        ([20, 40, 40, 4], 32, "float64"),  # too large for lane layouts
+    ],
+)
+def test_langevin_step_adds_the_documented_normals(widths, batch, dtype):
+    """One noisy step = the reference SGD step + sqrt(2 lr T) z, z the standard normals of
+    (seed, member stream, step, langevin) in parameter order (W_1 row-major, W_2, ...);
+    members with T = 0 get none, whichever lane group they share."""
+    rng = np.random.default_rng(31)
+    n, m_count, sd = 48, 11, 5
+    data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
+    ens = ge.Ensemble(widths, m_count, dtype=dtype)
+    ens.init_random(seed=1)
+    lr, beta = 0.01, 0.1
+    temperature = np.where(np.arange(m_count) % 4 == 2, 0.0, 3e-3 * (1 + np.arange(m_count)))
+    t0 = 7
+    ens.train(data, t0, lr, beta, batch_size=batch, seed=sd, temperature=temperature)
+    before = [w.astype(np.float64) for w in ens.weights]
+    ens.train(data, 1, lr, beta, batch_size=batch, seed=sd, temperature=temperature)
+    n_params = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    z = np.empty((m_count, n_params))
+    core.standard_normal(sd, ens.streams, t0, core.Purpose.langevin, z, 1)
+    rtol = 1e-12 if dtype == "float64" else 2e-6
+    for m in range(m_count):
+        if batch is None:
+            idx = np.arange(n)
+        else:
+            epoch, within = divmod(t0, n // batch)
+            perm = core.epoch_permutation(sd, int(ens.streams[m]), epoch, n)
+            idx = ref.epoch_batches(perm, batch)[within]
+        w = member(before, m)
+        expect, _ = ref.sgd_step(w, None, data.x_train[idx], data.y_train[idx], lr, beta)
+        sigma = np.sqrt(2 * lr * temperature[m])
+        offset = 0
+        for l, e in enumerate(expect):
+            size = e.size
+            noisy = e + sigma * z[m, offset : offset + size].reshape(e.shape)
+            offset += size
+            assert_rel(ens.weights[l][m], noisy, rtol, f"member {m} layer {l}")
+            if temperature[m] > 0:  # the noise is there (not only within tolerance)
+                assert np.abs(noisy - e).max() > 100 * rtol * np.abs(e).max()

@@ -51,9 +51,9 @@ void bind_rng(py::module_& m) {
         double* o = out.mutable_data();
         py::gil_scoped_release release;
         grokescape::parallel_members(
-            streams.size(), n_threads, 64, [] { return grokescape::NormalSource(); },
-            [&](grokescape::NormalSource& normals, grokescape::Index m) {
-              normals.fill(seed, s[m], step, purpose, o + m * n, n);
+            streams.size(), n_threads, 64, [] { return 0; },
+            [&](int&, grokescape::Index m) {
+              grokescape::standard_normals(seed, s[m], step, purpose, o + m * n, n);
             });
       },
       py::arg("seed"), py::arg("streams").noconvert(), py::arg("step"), py::arg("purpose"),

@@ -44,9 +44,11 @@ struct CheckScratch {
   Eigen::VectorXd t, u;
   Eigen::MatrixXd map;
   Eigen::JacobiSVD<Eigen::MatrixXd> svd;
-  explicit CheckScratch(const Layout& layout)
+  Eigen::VectorXd lanes_t, lanes_u;  // (width x lanes) blocks of mode_amplitudes_lanes
+  explicit CheckScratch(const Layout& layout, int lanes = 1)
       : t(layout.max_width), u(layout.max_width), map(layout.d_out(), layout.d_in()),
-        svd(layout.d_out(), layout.d_in()) {}
+        svd(layout.d_out(), layout.d_in()), lanes_t(layout.max_width * lanes),
+        lanes_u(layout.max_width * lanes) {}
 };
 
 // W_L ... W_1 v for one input vector, by matrix-vector products, into scratch.t.
@@ -66,6 +68,33 @@ const double* chain_apply(const Layout& layout, const S* params, const double* v
     std::swap(cur, next);
   }
   return cur;
+}
+
+// lam[q] = u^T W_L ... W_1 v for the G members of a lane layout (parameter i of lane q at
+// p[i * G + q]): chain_apply's arithmetic in every lane (the same products and additions in
+// the same order), one pass over the group's parameters instead of a strided copy and a
+// dependent scalar chain per member.
+template <class S>
+void mode_amplitudes_lanes(const Layout& layout, const S* p, int G, const double* v,
+                           const double* u, CheckScratch& cs, double* lam) {
+  double* cur = cs.lanes_t.data();
+  double* next = cs.lanes_u.data();
+  for (Index k = 0; k < layout.d_in(); ++k)
+    for (int q = 0; q < G; ++q) cur[k * G + q] = v[k];
+  for (Index l = 0; l < layout.depth(); ++l) {
+    const S* w = p + layout.w_offset[l] * G;
+    const Index ni = layout.in(l);
+    for (Index i = 0; i < layout.out(l); ++i) {
+      double* acc = next + i * G;
+      for (int q = 0; q < G; ++q) acc[q] = 0.0;
+      for (Index k = 0; k < ni; ++k)
+        for (int q = 0; q < G; ++q) acc[q] += static_cast<double>(w[(i * ni + k) * G + q]) * cur[k * G + q];
+    }
+    std::swap(cur, next);
+  }
+  for (int q = 0; q < G; ++q) lam[q] = 0.0;
+  for (Index i = 0; i < layout.d_out(); ++i)
+    for (int q = 0; q < G; ++q) lam[q] += u[i] * cur[i * G + q];
 }
 
 // Whether the criterion holds for one member's parameters.
@@ -175,8 +204,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
     std::uint64_t stream;
     std::int64_t step, start, hold_since, started, order;
     bool active;
-    bool noisy;
-    double sigma, threshold;
+    double sigma, threshold;  // sigma 0: no Langevin noise
   };
 
   parallel_members(
@@ -187,7 +215,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
         all_events.push_back(events.get());
         owned.push_back(std::move(events));
         return std::make_tuple(Scratch(layout, plan, train.n, kernel, batch, eval_capacity),
-                               all_events.back(), CheckScratch(layout));
+                               all_events.back(), CheckScratch(layout, group));
       },
       [&](auto& state, Index g) {
         Scratch& st = std::get<0>(state);
@@ -214,8 +242,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
           const double lr = lr_m[m], beta = beta_m[m];
           const S decay = static_cast<S>(1.0 - lr * beta);
           sp[n_active] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
-          sl.noisy = temperature_m[m] > 0.0;
-          sl.sigma = std::sqrt(2.0 * lr * temperature_m[m]);
+          sl.sigma = temperature_m[m] > 0.0 ? std::sqrt(2.0 * lr * temperature_m[m]) : 0.0;
           sl.threshold = crit.values[m];
           ++n_active;
         }
@@ -250,6 +277,8 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
           return st.member.data();
         };
         bool finite[kMax];
+        double amplitude[kMax];  // mode amplitudes of the group's lanes (lane_amplitudes)
+        const bool lane_amplitudes = st.lanes_layout() && crit.kind == CriterionKind::kModeAmplitude;
         std::uint64_t streams[kMax];
         std::int64_t steps[kMax];
         for (std::int64_t r = 0; r < opt.n_steps && n_active > 0; ++r) {
@@ -258,15 +287,18 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
             steps[q] = group_slots[q].step;
           }
           st.step(layout, plan, train, x_full.data(), y_full.data(), streams, steps, sp, n_active, finite);
-          bool noise_added = false;
-          for (int q = 0; q < n_active; ++q) {
-            Slot& sl = group_slots[q];
-            if (sl.noisy) {
-              noise_added = true;
-              st.add_noise(plan, sl.stream, sl.step, sl.sigma, sl.params, sl.stride, P);
-            }
-          }
+          double sigma[kMax];
+          for (int q = 0; q < n_active; ++q) sigma[q] = group_slots[q].sigma;
+          const bool noise_added = st.add_noise(plan, streams, steps, sigma, n_active, P);
           if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
+          if (lane_amplitudes) {  // every slot's amplitude at once (computed whether due or not)
+            bool due = false;
+            for (int q = 0; q < n_active; ++q)
+              due = due || (group_slots[q].step + 1 - group_slots[q].start) % crit.check_every == 0;
+            if (due)
+              mode_amplitudes_lanes(layout, st.local.data(), group, modes.in_vec + crit.index * layout.d_in(),
+                                    modes.out_vec + crit.index * layout.d_out(), cs, amplitude);
+          }
           for (int q = 0; q < n_active;) {
             Slot& sl = group_slots[q];
             ++sl.step;
@@ -274,8 +306,9 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
             if (!finite[q]) {
               finish(sl, age, age, true);
             } else if (age % crit.check_every == 0) {
-              if (criterion_holds<S, Act>(crit, sl.threshold, layout, params_of(sl), test, modes,
-                                          st.eval, cs)) {
+              if (lane_amplitudes ? amplitude[q] > sl.threshold
+                                  : criterion_holds<S, Act>(crit, sl.threshold, layout, params_of(sl),
+                                                            test, modes, st.eval, cs)) {
                 if (sl.hold_since < 0) sl.hold_since = age;
                 if (age - sl.hold_since >= crit.hold) finish(sl, sl.hold_since, age, false);
               } else {
@@ -289,6 +322,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
             // The slot stopped and leaves the group (its step parameters move with it).
             save(sl);
             sp[q] = sp[n_active - 1];
+            amplitude[q] = amplitude[n_active - 1];
             st.leave_group(group_slots, q, n_active, finite, P);
             --n_active;
           }

@@ -12,8 +12,10 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
-#include <vector>
+#include <cstring>
 
 #include "grokescape/kernels/simd.hpp"
 #include "grokescape/layout.hpp"
@@ -21,111 +23,139 @@
 
 namespace grokescape {
 
+// Streams drawn at once by standard_normals_lanes (one per Philox lane).
+inline constexpr int kNormalLanes = kPhiloxLanes;
+
 namespace detail {
-// cos and sin of 2 pi u for u in [0, 1): quadrant q = floor(4u), offset x from the quadrant's
-// centre (q + 1/2) pi/2 with |x| <= pi/4, Taylor polynomials to x^17 / x^18 (truncation
-// below 1e-16). Branch-free, so loops over it vectorise.
-inline void cos_sin_turn(double u, double& c, double& s) {
+using NormalLanes = kernels::Vector<double>;
+static_assert(sizeof(NormalLanes) == sizeof(PhiloxLanes), "one double per 64-bit Philox lane");
+
+// Natural logarithm of every lane: Eigen's vectorised log on the instruction set's packet
+// (the same instructions for every lane, so a draw never depends on its neighbours).
+inline NormalLanes log_lanes(NormalLanes x) {
+  using Packet = Eigen::internal::packet_traits<double>::type;
+  if constexpr (sizeof(Packet) == sizeof(NormalLanes)) {
+    Packet p;
+    std::memcpy(&p, &x, sizeof(p));
+    p = Eigen::internal::plog(p);
+    std::memcpy(&x, &p, sizeof(p));
+  } else {
+    for (int t = 0; t < kPhiloxLanes; ++t) x[t] = std::log(x[t]);
+  }
+  return x;
+}
+
+inline NormalLanes sqrt_lanes(NormalLanes x) {
+  for (int t = 0; t < kPhiloxLanes; ++t) x[t] = std::sqrt(x[t]);  // vsqrtpd (no errno)
+  return x;
+}
+
+// (w >> 11) 2^-53 in every lane: a uniform in [0, 1), exact.
+inline NormalLanes uniform_lanes(PhiloxLanes w) {
+  constexpr double kScale = 0x1.0p-53;
+  w >>= 11;
+#if defined(__AVX512DQ__)
+  typedef std::int64_t IV __attribute__((vector_size(kernels::kVectorBytes)));
+  return __builtin_convertvector(__builtin_convertvector(w, IV), NormalLanes) * kScale;
+#else
+  // No 64-bit integer conversion: split w < 2^53 into 2^32 hi + lo and build both halves in
+  // the mantissas of 2^84 and 2^52 (all steps exact).
+  const PhiloxLanes hi = (w >> 32) | 0x4530000000000000ULL;      // 2^84 + hi 2^32
+  const PhiloxLanes lo = (w & 0xFFFFFFFFULL) | 0x4330000000000000ULL;  // 2^52 + lo
+  NormalLanes dh, dl;
+  std::memcpy(&dh, &hi, sizeof(dh));
+  std::memcpy(&dl, &lo, sizeof(dl));
+  return ((dh - 0x1.00000001p84) + dl) * kScale;  // 0x1.00000001p84 = 2^84 + 2^52
+#endif
+}
+
+// cos and sin of 2 pi u for u in [0, 1), every lane: quadrant q = floor(4u), offset x from
+// the quadrant's centre (q + 1/2) pi/2 with |x| <= pi/4, Taylor polynomials to x^17 / x^18
+// (truncation below 1e-16). Branch-free.
+inline void cos_sin_turn_lanes(NormalLanes u, NormalLanes& c, NormalLanes& s) {
+  typedef std::int64_t IV __attribute__((vector_size(kernels::kVectorBytes)));
   constexpr double kHalfSqrt2 = 0.70710678118654752440;
-  const double t = u * 4.0;
-  const std::int64_t q = static_cast<std::int64_t>(t);
-  const double x = (t - static_cast<double>(q) - 0.5) * 1.57079632679489661923;  // pi/2
-  const double x2 = x * x;
-  const double sin_x =
+  const NormalLanes t = u * 4.0;
+  const IV q = __builtin_convertvector(t, IV);
+  const NormalLanes x = (t - __builtin_convertvector(q, NormalLanes) - 0.5) * 1.57079632679489661923;
+  const NormalLanes x2 = x * x;
+  const NormalLanes sin_x =
       x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880 +
            x2 * (-1.0 / 39916800 + x2 * (1.0 / 6227020800.0 + x2 * (-1.0 / 1307674368000.0 +
            x2 * (1.0 / 355687428096000.0)))))))));
-  const double cos_x =
+  const NormalLanes cos_x =
       1.0 + x2 * (-0.5 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 +
             x2 * (-1.0 / 3628800 + x2 * (1.0 / 479001600.0 + x2 * (-1.0 / 87178291200.0 +
             x2 * (1.0 / 20922789888000.0 + x2 * (-1.0 / 6402373705728000.0)))))))));
   // cos and sin of the centre are +-sqrt(2)/2: signs (+,+), (-,+), (-,-), (+,-) for q = 0..3
-  const double cc = kHalfSqrt2 * static_cast<double>(1 - 2 * (((q + 1) >> 1) & 1));
-  const double sc = kHalfSqrt2 * static_cast<double>(1 - 2 * ((q >> 1) & 1));
+  const NormalLanes cc = kHalfSqrt2 * __builtin_convertvector(1 - 2 * (((q + 1) >> 1) & 1), NormalLanes);
+  const NormalLanes sc = kHalfSqrt2 * __builtin_convertvector(1 - 2 * ((q >> 1) & 1), NormalLanes);
   c = cc * cos_x - sc * sin_x;
   s = sc * cos_x + cc * sin_x;
 }
-// The same for n angles, vectorised (the scalar function on each lane's values).
-inline void cos_sin_turn_all(const double* u, double* c, double* s, Index n) {
-  constexpr int L = kernels::kLanes<double>;
-  using V = kernels::Vector<double>;
-  typedef std::int64_t IV __attribute__((vector_size(kernels::kVectorBytes)));
-  Index j = 0;
-  for (; j + L <= n; j += L) {
-    const V t = kernels::load<double>(u + j) * 4.0;
-    const IV q = __builtin_convertvector(t, IV);
-    const V x = (t - __builtin_convertvector(q, V) - 0.5) * 1.57079632679489661923;
-    const V x2 = x * x;
-    const V sin_x =
-        x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880 +
-             x2 * (-1.0 / 39916800 + x2 * (1.0 / 6227020800.0 + x2 * (-1.0 / 1307674368000.0 +
-             x2 * (1.0 / 355687428096000.0)))))))));
-    const V cos_x =
-        1.0 + x2 * (-0.5 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 +
-              x2 * (-1.0 / 3628800 + x2 * (1.0 / 479001600.0 + x2 * (-1.0 / 87178291200.0 +
-              x2 * (1.0 / 20922789888000.0 + x2 * (-1.0 / 6402373705728000.0)))))))));
-    const V cc = 0.70710678118654752440 * __builtin_convertvector(1 - 2 * (((q + 1) >> 1) & 1), V);
-    const V sc = 0.70710678118654752440 * __builtin_convertvector(1 - 2 * ((q >> 1) & 1), V);
-    kernels::store<double>(c + j, cc * cos_x - sc * sin_x);
-    kernels::store<double>(s + j, sc * cos_x + cc * sin_x);
-  }
-  for (; j < n; ++j) cos_sin_turn(u[j], c[j], s[j]);
+
+// The Box-Muller pair of every lane from its words (w_radius, w_angle).
+inline void box_muller_lanes(PhiloxLanes w_radius, PhiloxLanes w_angle, NormalLanes& z_cos,
+                             NormalLanes& z_sin) {
+  const NormalLanes r = sqrt_lanes(-2.0 * log_lanes(1.0 - uniform_lanes(w_radius)));
+  NormalLanes c, s;
+  cos_sin_turn_lanes(uniform_lanes(w_angle), c, s);
+  z_cos = r * c;
+  z_sin = r * s;
+}
+
+// Normals 4b .. 4b + 3 of every lane's stream from its block b (x0 .. x3).
+inline void block_normals_lanes(PhiloxLanes x0, PhiloxLanes x1, PhiloxLanes x2, PhiloxLanes x3,
+                                NormalLanes z[4]) {
+  box_muller_lanes(x0, x1, z[0], z[1]);
+  box_muller_lanes(x2, x3, z[2], z[3]);
 }
 }  // namespace detail
 
-// Scratch space for NormalBlock; reused between calls, grows when needed.
-class NormalSource {
- public:
-  // Writes n standard normals of the stream (seed, stream, step, purpose) into out.
-  void fill(std::uint64_t seed, std::uint64_t stream, std::uint64_t step, Purpose purpose,
-            double* out, Index n) {
-    if (n <= 0) return;
-    const Index pairs = (n + 1) / 2;
-    const Index blocks = (2 * pairs + 3) / 4;
-    words_.resize(static_cast<std::size_t>(4 * blocks));
-    radius_.resize(pairs);
-    const Key key{seed, stream};
-    const std::uint64_t purpose_word = static_cast<std::uint64_t>(purpose);
-    // Blocks are independent: kPhiloxLanes at a time in vector lanes, then two at a time
-    // (two multiply chains in flight).
-    Index b = 0;
-    for (; b + kPhiloxLanes <= blocks; b += kPhiloxLanes)
-      philox4x64_10_lanes(static_cast<std::uint64_t>(b), step, purpose_word, 0, key, words_.data() + 4 * b);
-    for (; b + 2 <= blocks; b += 2) {
-      Counter c0, c1;
-      philox4x64_10_x2(Counter{static_cast<std::uint64_t>(b), step, purpose_word, 0},
-                       Counter{static_cast<std::uint64_t>(b + 1), step, purpose_word, 0}, key, c0,
-                       c1);
-      for (int j = 0; j < 4; ++j) {
-        words_[4 * b + j] = c0[j];
-        words_[4 * b + 4 + j] = c1[j];
-      }
+// Writes n standard normals of the stream (seed, stream, step, purpose) into out; its blocks
+// kPhiloxLanes at a time, one per lane.
+inline void standard_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t step,
+                             Purpose purpose, double* out, Index n) {
+  using V = detail::PhiloxLanes;
+  constexpr int L = kPhiloxLanes;
+  const V k0 = V{} + seed, k1 = V{} + stream;
+  for (Index b = 0; 4 * b < n; b += L) {
+    V x0, x1 = V{} + step, x2 = V{} + static_cast<std::uint64_t>(purpose), x3 = V{};
+    for (int t = 0; t < L; ++t) x0[t] = static_cast<std::uint64_t>(b + t);
+    detail::philox4x64_10_rounds(x0, x1, x2, x3, k0, k1);
+    detail::NormalLanes z[4];
+    detail::block_normals_lanes(x0, x1, x2, x3, z);
+    const Index first = 4 * b, count = std::min<Index>(4 * L, n - first);
+    double* o = out + first;
+    if (count == 4 * L) {
+      for (int t = 0; t < L; ++t)
+        for (int j = 0; j < 4; ++j) o[4 * t + j] = z[j][t];
+    } else {
+      for (Index i = 0; i < count; ++i) o[i] = z[i % 4][i / 4];
     }
-    for (; b < blocks; ++b) {
-      const Counter block =
-          philox4x64_10(Counter{static_cast<std::uint64_t>(b), step, purpose_word, 0}, key);
-      for (int j = 0; j < 4; ++j) words_[4 * b + j] = block[j];
-    }
-    constexpr double kScale = 0x1.0p-53;
-    angle_.resize(pairs);
-    for (Index j = 0; j < pairs; ++j) {  // (w >> 11) < 2^53: exact as a signed integer
-      radius_[j] = 1.0 - static_cast<double>(static_cast<std::int64_t>(words_[2 * j] >> 11)) * kScale;
-      angle_[j] = static_cast<double>(static_cast<std::int64_t>(words_[2 * j + 1] >> 11)) * kScale;
-    }
-    radius_ = (-2.0 * radius_.log()).sqrt();  // radius_ held 1 - u in (0, 1]
-    cos_.resize(pairs);
-    sin_.resize(pairs);
-    detail::cos_sin_turn_all(angle_.data(), cos_.data(), sin_.data(), pairs);
-    for (Index j = 0; j < n / 2; ++j) {
-      out[2 * j] = radius_[j] * cos_[j];
-      out[2 * j + 1] = radius_[j] * sin_[j];
-    }
-    if (n % 2) out[n - 1] = radius_[pairs - 1] * cos_[pairs - 1];
   }
+}
 
- private:
-  std::vector<std::uint64_t> words_;
-  Eigen::ArrayXd radius_, angle_, cos_, sin_;
-};
+// Standard normals of kNormalLanes streams at once, one per lane: lane t draws from
+// (seed, streams[t], steps[t], purpose), its normal i goes to out[i * kNormalLanes + t]
+// (i < n). Every lane's values equal standard_normals on its stream.
+inline void standard_normals_lanes(std::uint64_t seed, const std::uint64_t* streams,
+                                   const std::uint64_t* steps, Purpose purpose, double* out,
+                                   Index n) {
+  using V = detail::PhiloxLanes;
+  constexpr int L = kNormalLanes;
+  V k1, step;
+  std::memcpy(&k1, streams, sizeof(k1));
+  std::memcpy(&step, steps, sizeof(step));
+  const V k0 = V{} + seed;
+  for (Index b = 0; 4 * b < n; ++b) {
+    V x0 = V{} + static_cast<std::uint64_t>(b), x1 = step,
+      x2 = V{} + static_cast<std::uint64_t>(purpose), x3 = V{};
+    detail::philox4x64_10_rounds(x0, x1, x2, x3, k0, k1);
+    detail::NormalLanes z[4];
+    detail::block_normals_lanes(x0, x1, x2, x3, z);
+    for (int j = 0; j < 4 && 4 * b + j < n; ++j) kernels::store<double>(out + (4 * b + j) * L, z[j]);
+  }
+}
 
 }  // namespace grokescape

@@ -100,16 +100,42 @@ inline PhiloxLanes mul32x32(PhiloxLanes a, PhiloxLanes b) {
 #endif
 }
 
-// hi:lo = a * m per lane, exactly, from four 32 x 32 -> 64-bit products.
+// hi:lo = a * m per lane, exactly, from four 32 x 32 -> 64-bit products. Partial sums
+// never overflow: (2^32 - 1)^2 + 2 (2^32 - 1) < 2^64.
 inline void mulhilo64_lanes(PhiloxLanes a, std::uint64_t m, PhiloxLanes& hi, PhiloxLanes& lo) {
   constexpr std::uint64_t kLow = 0xFFFFFFFFULL;
   const PhiloxLanes a_hi = a >> 32;
   const PhiloxLanes m_lo = PhiloxLanes{} + (m & kLow), m_hi = PhiloxLanes{} + (m >> 32);
   const PhiloxLanes p0 = mul32x32(a, m_lo), p1 = mul32x32(a, m_hi), p2 = mul32x32(a_hi, m_lo),
                     p3 = mul32x32(a_hi, m_hi);
-  const PhiloxLanes mid = (p0 >> 32) + (p1 & kLow) + (p2 & kLow);  // < 3 * 2^32
-  lo = (mid << 32) | (p0 & kLow);
-  hi = p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
+  const PhiloxLanes t = p1 + (p0 >> 32);  // a_lo m_hi + carry of the lowest product
+  const PhiloxLanes u = p2 + (t & kLow);  // bits 32..95 of the product start here
+  lo = (u << 32) | (p0 & kLow);
+  hi = p3 + (t >> 32) + (u >> 32);
+}
+
+// The ten rounds on kPhiloxLanes blocks at once: lane t holds the counter
+// (x0[t], x1[t], x2[t], x3[t]) and the key (k0[t], k1[t]); on return the block's four words.
+inline void philox4x64_10_rounds(PhiloxLanes& x0, PhiloxLanes& x1, PhiloxLanes& x2,
+                                 PhiloxLanes& x3, PhiloxLanes k0, PhiloxLanes k1) {
+  using namespace philox_constants;
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC unroll 10
+#endif
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += W0;
+      k1 += W1;
+    }
+    PhiloxLanes hi0, lo0, hi1, lo1;
+    mulhilo64_lanes(x0, M0, hi0, lo0);
+    mulhilo64_lanes(x2, M1, hi1, lo1);
+    const PhiloxLanes y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
+    x0 = y0;
+    x1 = lo1;
+    x2 = y2;
+    x3 = lo0;
+  }
 }
 }  // namespace detail
 
@@ -120,27 +146,10 @@ inline void mulhilo64_lanes(PhiloxLanes a, std::uint64_t m, PhiloxLanes& hi, Phi
 // numpy).
 inline void philox4x64_10_lanes(std::uint64_t first, std::uint64_t c1, std::uint64_t c2,
                                 std::uint64_t c3, Key k, std::uint64_t* out) {
-  using namespace detail::philox_constants;
   using V = detail::PhiloxLanes;
   V x0, x1 = V{} + c1, x2 = V{} + c2, x3 = V{} + c3;
   for (int t = 0; t < kPhiloxLanes; ++t) x0[t] = first + static_cast<std::uint64_t>(t);
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC unroll 10
-#endif
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      k[0] += W0;
-      k[1] += W1;
-    }
-    V hi0, lo0, hi1, lo1;
-    detail::mulhilo64_lanes(x0, M0, hi0, lo0);
-    detail::mulhilo64_lanes(x2, M1, hi1, lo1);
-    const V y0 = hi1 ^ x1 ^ k[0], y2 = hi0 ^ x3 ^ k[1];
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
-  }
+  detail::philox4x64_10_rounds(x0, x1, x2, x3, V{} + k[0], V{} + k[1]);
   for (int t = 0; t < kPhiloxLanes; ++t) {
     out[4 * t] = x0[t];
     out[4 * t + 1] = x1[t];

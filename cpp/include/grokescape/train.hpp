@@ -152,8 +152,7 @@ struct TrainScratch {
   std::optional<kernels::LaneStep<S, Shape>> lanes;
   std::optional<kernels::LaneBatchStep<S, Shape>> lane_batches;
   std::vector<BatchSampler> samplers;  // one per member of a group
-  NormalSource normals;
-  std::vector<double> noise;
+  kernels::AlignedVector<double> noise;  // Langevin normals: P, or P x kNormalLanes (lanes)
   // The running members' parameters: member q at local[q * local_stride + i] (i = 0..P-1),
   // or at local[i * group + q] in the lane layouts (lanes()).
   Index local_stride;
@@ -165,7 +164,7 @@ struct TrainScratch {
                Index batch_size, Index eval_capacity)
       : kernel(step_kernel), group(member_group_size<S, Act, Shape>(step_kernel, batch_size)),
         batch(batch_size), samplers(static_cast<std::size_t>(group), BatchSampler(plan, n_train)),
-        noise(static_cast<std::size_t>(layout.n_params)),
+        noise(static_cast<std::size_t>(layout.n_params * kNormalLanes)),
         local_stride(kernels::padded(layout.n_params)),
         local(static_cast<std::size_t>(group * local_stride), S(0)), eval(layout, eval_capacity) {
     switch (kernel) {
@@ -284,13 +283,47 @@ struct TrainScratch {
     }
   }
 
-  // Adds Langevin noise sigma * z to the parameters of a member (parameter i at
-  // params[i * stride]), z the standard normals of its stream at its step.
-  void add_noise(const BatchPlan& plan, std::uint64_t stream, std::int64_t step, double sigma,
-                 S* params, Index stride, Index n_params) {
-    normals.fill(plan.seed, stream, static_cast<std::uint64_t>(step), Purpose::kLangevin,
-                 noise.data(), n_params);
-    for (Index i = 0; i < n_params; ++i) params[i * stride] += static_cast<S>(sigma * noise[i]);
+  // Adds Langevin noise sigma[q] z_q to the parameters of group members q = 0..count-1
+  // with sigma[q] > 0; z_q: the standard normals of stream streams[q] at step steps[q]. In
+  // the lane layouts kNormalLanes members draw at once, one per Philox lane, and the normals
+  // come out in the parameters' lane order. Returns whether any noise was added.
+  bool add_noise(const BatchPlan& plan, const std::uint64_t* streams, const std::int64_t* steps,
+                 const double* sigma, int count, Index n_params) {
+    bool added = false;
+    if (!lanes_layout()) {
+      for (int q = 0; q < count; ++q) {
+        if (!(sigma[q] > 0.0)) continue;
+        added = true;
+        standard_normals(plan.seed, streams[q], static_cast<std::uint64_t>(steps[q]),
+                         Purpose::kLangevin, noise.data(), n_params);
+        S* params = member_params(q);
+        for (Index i = 0; i < n_params; ++i) params[i] += static_cast<S>(sigma[q] * noise[i]);
+      }
+      return added;
+    }
+    constexpr int L = kNormalLanes;
+    for (int q0 = 0; q0 < count; q0 += L) {
+      const int nt = std::min(L, count - q0);
+      bool any = false;
+      alignas(64) std::uint64_t lane_streams[L], lane_steps[L];
+      double lane_sigma[L];
+      for (int t = 0; t < L; ++t) {
+        const int q = q0 + std::min(t, nt - 1);  // spare lanes repeat the last member's draw
+        lane_streams[t] = streams[q];
+        lane_steps[t] = static_cast<std::uint64_t>(steps[q]);
+        lane_sigma[t] = t < nt && sigma[q] > 0.0 ? sigma[q] : 0.0;
+        any = any || lane_sigma[t] > 0.0;
+      }
+      if (!any) continue;
+      added = true;
+      standard_normals_lanes(plan.seed, lane_streams, lane_steps, Purpose::kLangevin, noise.data(),
+                             n_params);
+      S* params = local.data() + q0;
+      for (Index i = 0; i < n_params; ++i)
+        for (int t = 0; t < nt; ++t)
+          if (lane_sigma[t] > 0.0) params[i * group + t] += static_cast<S>(lane_sigma[t] * noise[i * L + t]);
+    }
+    return added;
   }
 
   // Group member q (of n_active) leaves the group: the last member moves into its place
@@ -413,16 +446,12 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             steps[q] = members[q].step;
           }
           st.step(layout, plan, train, x_full.data(), y_full.data(), streams, steps, sp, n_active, finite);
-          bool noise_added = false;
+          double sigma[kMax];
           for (int q = 0; q < n_active; ++q) {
-            Member& mb = members[q];
-            const double temperature = hyper(mb, sched.temperature);
-            if (temperature > 0.0) {
-              noise_added = true;
-              const double sigma = std::sqrt(2.0 * hyper(mb, sched.lr) * temperature);
-              st.add_noise(plan, mb.stream, mb.step, sigma, mb.params, mb.stride, P);
-            }
+            const double temperature = hyper(members[q], sched.temperature);
+            sigma[q] = temperature > 0.0 ? std::sqrt(2.0 * hyper(members[q], sched.lr) * temperature) : 0.0;
           }
+          const bool noise_added = st.add_noise(plan, streams, steps, sigma, n_active, P);
           if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
           for (int q = 0; q < n_active;) {
             Member& mb = members[q];
