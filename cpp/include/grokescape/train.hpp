@@ -209,12 +209,12 @@ struct TrainScratch {
     }
     switch (kernel) {
       case StepKernel::kLanes: {
-        const Index L = group;
-        for (int q = 0; q < count; ++q) {
-          const Index s = plan.full() ? 0 : batch_of(q)[0];
-          for (Index k = 0; k < d_in; ++k) lane_x[k * L + q] = train.x[s * d_in + k];
-          for (Index k = 0; k < d_out; ++k) lane_y[k * L + q] = train.y[s * d_out + k];
-        }
+        // idle lanes repeat lane 0's sample (their parameters are zero and stay zero)
+        constexpr int L = kernels::LaneStep<S, Shape>::kWidth;
+        Index sample[L];
+        for (int q = 0; q < L; ++q) sample[q] = plan.full() ? 0 : q < count ? batch_of(q)[0] : sample[0];
+        kernels::transpose_into_lanes<S, L>(train.x, sample, d_in, lane_x.data());
+        kernels::transpose_into_lanes<S, L>(train.y, sample, d_out, lane_y.data());
         lanes->step(local.data(), lane_x.data(), lane_y.data(), lane_lr.data(), lane_decay.data(),
                     lane_bias_decay.data(), finite);
         return;
