@@ -285,6 +285,8 @@ def test_tanh_activation_matches_numpy_to_a_few_ulp(dtype, ulps):
         ([2, 10, 10, 2], 16, "float64"),  # lane-batch kernel: a full and a partial lane group
         ([2, 10, 10, 2], 1, "float64"),  # single-sample lanes
         ([3, 16, 16, 2], 1, "float32"),  # float32 lanes
+        ([16, 12, 9], 1, "float32"),  # samples transposed into the lanes 8 features at a time
+        ([6, 5, 5], 1, "float64"),  # ... and 4 at a time, with remainders
         ([5, 7, 3], None, "float64"),  # full batch, one member at a time
         ([20, 40, 40, 4], 32, "float64"),  # too large for lane layouts
     ],
