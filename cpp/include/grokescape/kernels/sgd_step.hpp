@@ -45,6 +45,7 @@ class RowStep {
     delta_.assign(static_cast<std::size_t>(layout.max_width * ld), S(0));
     delta_below_.assign(delta_.size(), S(0));
     x_rows_.assign(static_cast<std::size_t>(layout.d_in() * ld), S(0));
+    a_t_.assign(static_cast<std::size_t>(ld * padded(layout.max_width)), S(0));
     y_rows_.assign(static_cast<std::size_t>(layout.d_out() * ld), S(0));
   }
 
@@ -107,7 +108,7 @@ class RowStep {
         }
       }
       update_rows<S, NI, NO>(w, lay.bias ? params + lay.b_offset[l] : nullptr, ni, no, d, a_in, ld,
-                             bp, p.lr, p.decay, p.bias_decay);
+                             bp, p.lr, p.decay, p.bias_decay, a_t_.data());
       std::swap(d, d_below);
     });
   }
@@ -117,6 +118,7 @@ class RowStep {
   Index ld_;
   std::vector<AlignedVector<S>> acts_;  // acts_[l]: (widths[l] x ld), l = 1..L
   AlignedVector<S> delta_, delta_below_, x_rows_, y_rows_;
+  AlignedVector<S> a_t_;  // a layer's input as sample rows (update_rows)
 };
 
 template <class S, Activation Act, class Shape>
