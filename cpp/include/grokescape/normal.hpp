@@ -69,15 +69,36 @@ inline NormalLanes uniform_lanes(PhiloxLanes w) {
 #endif
 }
 
+// floor(t) of every lane for 0 <= t < 2^52, exactly. With SSE4.1 / AVX / AVX-512 one rounding
+// instruction; without AVX-512DQ a conversion through 64-bit integers has no vector
+// instruction and compiles to a scalar conversion per lane: the hottest spot of the AVX2
+// Langevin noise (one core of an AMD EPYC (Zen 3): 8.5-9.6 ns per normal with the
+// conversions, 7.1-7.8 with the rounding; the draws are bit-identical).
+inline NormalLanes floor_lanes(NormalLanes t) {
+  // (the vector width follows the same macros as kernels::kVectorBytes)
+#if defined(__AVX512F__)
+  return (NormalLanes)_mm512_roundscale_pd((__m512d)t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+#elif defined(__AVX__)
+  return (NormalLanes)_mm256_round_pd((__m256d)t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+#elif defined(__SSE4_1__)
+  return (NormalLanes)_mm_round_pd((__m128d)t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+#else
+  typedef std::int64_t IV __attribute__((vector_size(kernels::kVectorBytes)));
+  return __builtin_convertvector(__builtin_convertvector(t, IV), NormalLanes);  // t >= 0: trunc
+#endif
+}
+
 // cos and sin of 2 pi u for u in [0, 1), every lane: quadrant q = floor(4u), offset x from
 // the quadrant's centre (q + 1/2) pi/2 with |x| <= pi/4, Taylor polynomials to x^17 / x^18
-// (truncation below 1e-16). Branch-free.
+// (truncation below 1e-16). Branch-free, no integer conversions: the centre's cosine and sine
+// are +-sqrt(2)/2 with signs (+,+), (-,+), (-,-), (+,-) for q = 0..3, set by flipping the sign
+// bit where q is 1 or 2 (cosine) and where q >= 2 (sine).
 inline void cos_sin_turn_lanes(NormalLanes u, NormalLanes& c, NormalLanes& s) {
-  typedef std::int64_t IV __attribute__((vector_size(kernels::kVectorBytes)));
+  typedef std::uint64_t UV __attribute__((vector_size(kernels::kVectorBytes)));
   constexpr double kHalfSqrt2 = 0.70710678118654752440;
   const NormalLanes t = u * 4.0;
-  const IV q = __builtin_convertvector(t, IV);
-  const NormalLanes x = (t - __builtin_convertvector(q, NormalLanes) - 0.5) * 1.57079632679489661923;
+  const NormalLanes q = floor_lanes(t);
+  const NormalLanes x = (t - q - 0.5) * 1.57079632679489661923;
   const NormalLanes x2 = x * x;
   const NormalLanes sin_x =
       x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880 +
@@ -87,9 +108,16 @@ inline void cos_sin_turn_lanes(NormalLanes u, NormalLanes& c, NormalLanes& s) {
       1.0 + x2 * (-0.5 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 +
             x2 * (-1.0 / 3628800 + x2 * (1.0 / 479001600.0 + x2 * (-1.0 / 87178291200.0 +
             x2 * (1.0 / 20922789888000.0 + x2 * (-1.0 / 6402373705728000.0)))))))));
-  // cos and sin of the centre are +-sqrt(2)/2: signs (+,+), (-,+), (-,-), (+,-) for q = 0..3
-  const NormalLanes cc = kHalfSqrt2 * __builtin_convertvector(1 - 2 * (((q + 1) >> 1) & 1), NormalLanes);
-  const NormalLanes sc = kHalfSqrt2 * __builtin_convertvector(1 - 2 * ((q >> 1) & 1), NormalLanes);
+  constexpr std::uint64_t kSign = 0x8000000000000000ULL;
+  const NormalLanes centre = NormalLanes{} + kHalfSqrt2;
+  UV cc_bits, sc_bits;
+  std::memcpy(&cc_bits, &centre, sizeof(centre));
+  sc_bits = cc_bits;
+  cc_bits ^= (UV)((q == 1.0) | (q == 2.0)) & kSign;
+  sc_bits ^= (UV)(q >= 2.0) & kSign;
+  NormalLanes cc, sc;
+  std::memcpy(&cc, &cc_bits, sizeof(cc));
+  std::memcpy(&sc, &sc_bits, sizeof(sc));
   c = cc * cos_x - sc * sin_x;
   s = sc * cos_x + cc * sin_x;
 }
