@@ -19,7 +19,8 @@ from grokescape.escape import ModeThreshold
 
 # (workload, dtype, members, steps): small enough for a quick smoke run.
 TRAIN_CASES = [
-    ("paper", "float64", 64, 400),
+    ("paper", "float64", 64, 400),  # moment gradient (Ensemble.step_kernel: "moments")
+    ("paper-per-sample", "float64", 64, 400),  # per-sample backpropagation ("lane_batches")
     ("tiny", "float32", 64, 2000),
     ("tiny", "float64", 64, 2000),
     ("wide", "float32", 16, 40),
@@ -27,7 +28,12 @@ TRAIN_CASES = [
 
 
 @pytest.mark.parametrize(("name", "dtype", "members", "steps"), TRAIN_CASES)
-def test_train_steps(benchmark, workload_data, name, dtype, members, steps):
+def test_train_steps(benchmark, workload_data, name, dtype, members, steps, monkeypatch):
+    if name.endswith("-per-sample"):
+        import grokescape.ensemble as ens_mod
+
+        monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", False)
+        name = name.removesuffix("-per-sample")
     wl = WORKLOADS[name]
     data = workload_data[name]
     ens = ge.Ensemble(list(wl.widths), members, dtype=dtype)

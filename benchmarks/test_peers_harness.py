@@ -11,13 +11,19 @@ def test_flop_count_formula():
     # paper: S = 20 + 100 + 20 = 140, S2 = 120, B = 64: 4*64*140 + 2*64*120 + 3*140.
     assert bench.flops_per_member_step([2, 10, 10, 2], 64) == 51620
     assert bench.flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
+    # moment kernel, paper: 64 * 7 (batch rows) + 6 * 2 * 120 + 2 * 2 * 4 + 4 + 3 * 140
+    assert bench.moment_flops_per_member_step([2, 10, 10, 2], 64) == 448 + 1440 + 16 + 4 + 420
 
 
-@pytest.mark.parametrize("peer", ["numpy", "grokescape"])
-def test_peer_agrees_and_times(peer):
+@pytest.mark.parametrize(
+    "peer,kernel",
+    [("numpy", None), ("grokescape", "moments"), ("grokescape-per-sample", "lane_batches")],
+)
+def test_peer_agrees_and_times(peer, kernel):
     task = {"peer": peer, "workload": "paper", "dtype": "float64", "mode": "quick", "sizes": [16]}
     res = bench._worker(task)
     assert res["status"] == "ok", res
+    assert res.get("kernel") == kernel
     assert all(c["ok"] and c["max_rel_error"] < 1e-10 for c in res["verify"])
     assert res["best_n_members"] == 16
     assert res["member_steps_per_s"] > 0
@@ -83,6 +89,8 @@ def test_markdown_report_renders():
         ],  # fmt: skip
         "threads": None,
     }
+    report["results"][0]["kernel"] = "moments"
     text = bench.render_markdown(report)
+    assert "| paper | float64 | grokescape (moments) | 64 |" in text
     assert "| paper | float64 | numpy | 64 | 100 k | 5.00 | 10.0% | 2x | - | - |" in text
     assert "skipped: jax not importable" in text

@@ -218,13 +218,16 @@ SPECIALISED = [
 ]
 
 
+@pytest.mark.parametrize("moment_gradient", [True, False], ids=["moments", "per-sample"])
 @pytest.mark.parametrize("widths,batch,with_bias,activation", SPECIALISED)
 def test_compiled_shapes_match_reference_and_generic_kernel(
-    widths, batch, with_bias, activation, monkeypatch
+    widths, batch, with_bias, activation, moment_gradient, monkeypatch
 ):
-    """Shapes with compile-time kernels, minibatch steps replayed in the reference."""
+    """Shapes with compile-time kernels, minibatch steps replayed in the reference, with the
+    bias-free linear networks' gradient from batch moments and by per-sample backpropagation."""
     import grokescape.ensemble as ens_mod
 
+    monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", moment_gradient)
     rng = np.random.default_rng(sum(widths) + batch)
     n, steps, lr, beta, sd = 100, 7, 0.01, 0.05, 5
     data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
@@ -249,6 +252,75 @@ def test_compiled_shapes_match_reference_and_generic_kernel(
             )
         for l in range(len(widths) - 1):
             assert_rel(ens.weights[l][m], w[l], 1e-12, f"W{l}")
+
+
+MOMENT_CASES = [
+    ([2, 10, 10, 2], 64, "epoch", "float64"),  # the paper's network: compiled shape
+    ([2, 10, 10, 2], 64, "replacement", "float64"),
+    ([2, 10, 10, 2], 64, "epoch", "float32"),
+    ([2, 10, 10, 10, 2], 17, "epoch", "float64"),
+    ([3, 7, 5, 4], 30, "epoch", "float64"),  # run-time sizes
+    ([3, 2], 20, "replacement", "float32"),  # one layer
+    ([1, 1, 1, 1], 5, "epoch", "float64"),
+    ([2, 10, 10, 2], None, "epoch", "float64"),  # full batch: moments summed once
+]
+
+
+@pytest.mark.parametrize("widths,batch,sampling,dtype", MOMENT_CASES)
+def test_moment_gradient_matches_per_sample_backpropagation(
+    widths, batch, sampling, dtype, monkeypatch
+):
+    """Bias-free linear networks take their minibatch gradient from the batch's second
+    moments (kernels/moment_step.hpp): the same SGD steps as per-sample backpropagation and
+    as the NumPy reference, to rounding."""
+    import grokescape.ensemble as ens_mod
+
+    rng = np.random.default_rng(len(widths) + (batch or 0))
+    n, steps, lr, beta, sd = 90, 25, 0.02, 0.1, 3
+    data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
+    params = {}
+    for moments in (True, False):
+        monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", moments)
+        ens = ge.Ensemble(widths, 11, dtype=dtype)  # 11: idle lanes in the last group
+        kernel = ens.step_kernel(data, batch, sampling)
+        assert kernel == ("moments" if moments else "lane_batches" if batch else "rows"), kernel
+        ens.init_random(seed=4)
+        w0 = [w.astype(np.float64) for w in ens.weights]
+        ens.train(data, steps, lr, beta, batch_size=batch, sampling=sampling, seed=sd)
+        params[moments] = ens.params.astype(np.float64)
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    assert_rel(params[True], params[False], rtol, "moments vs per-sample")
+    if sampling != "epoch" or dtype != "float64":
+        return
+    per_epoch = 1 if batch is None else n // batch
+    for m in (0, 10):
+        w = [a[m] for a in w0]
+        for t in range(steps):
+            if batch is None:
+                idx = np.arange(n)
+            else:
+                perm = core.epoch_permutation(sd, m, t // per_epoch, n)
+                idx = ref.epoch_batches(perm, batch)[t % per_epoch]
+            x, y = data.x_train[idx], data.y_train[idx]
+            w, _ = ref.sgd_step(w, None, x, y, lr, beta, True, "linear")
+        flat = np.concatenate([wl.ravel() for wl in w])
+        assert_rel(params[True][m], flat, 1e-12, f"member {m} vs reference")
+
+
+def test_step_kernel_follows_network_and_batch():
+    data = ge.teacher_data([0.9, 0.8], 512, 16, seed=0)
+    paper = ge.Ensemble([2, 10, 10, 2], 1)
+    assert paper.step_kernel(data, 64) == "moments"
+    assert paper.step_kernel(data) == "moments"  # full batch
+    assert paper.step_kernel(data, 1) == "lanes"
+    assert ge.Ensemble([2, 10, 10, 2], 1, bias=True).step_kernel(data, 64) == "lane_batches"
+    assert ge.Ensemble([2, 10, 10, 2], 1, activation="tanh").step_kernel(data, 64) == "rows"
+    rng = np.random.default_rng(0)
+    wide = ge.Dataset(rng.standard_normal((128, 64)), rng.standard_normal((128, 64)))
+    assert ge.Ensemble([64, 64, 64, 64], 1).step_kernel(wide, 32) == "rows"
+    square = ge.Dataset(rng.standard_normal((64, 16)), rng.standard_normal((64, 16)))
+    # d_in = 16, B = 2: the moments would cost more than backpropagation
+    assert ge.Ensemble([16, 16, 16, 16], 1).step_kernel(square, 2) == "lane_batches"
 
 
 @pytest.mark.parametrize("dtype,ulps", [("float64", 4), ("float32", 1)])

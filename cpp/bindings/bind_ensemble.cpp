@@ -4,6 +4,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 #include "arrays.hpp"
 #include "grokescape/evaluate.hpp"
 #include "grokescape/train.hpp"
@@ -64,7 +66,7 @@ void bind_for(py::module_& m) {
          const Array<double>& mode_out, const Array<double>& mode_in,
          const Array<double>& mode_eta, Array<double>& train_mse, Array<double>& test_mse,
          Array<double>& loss, Array<double>& lam, Array<double>& sv, Array<double>& energy,
-         Array<std::int64_t>& diverged_at, int n_threads, bool generic_kernel) {
+         Array<std::int64_t>& diverged_at, int n_threads, bool generic_kernel, bool moment_gradient) {
         const Index n_members = steps.size();
         const Index stages = stage_end.size();
         ge::EnsembleRef<Scalar> ens{mutable_data(params, n_members * layout.n_params, "params"),
@@ -87,6 +89,7 @@ void bind_for(py::module_& m) {
         opt.n_steps = n_steps;
         opt.n_threads = n_threads;
         opt.generic_kernel = generic_kernel;
+        opt.moment_gradient = moment_gradient;
         const auto train = data_ref(layout, x_train, y_train, "train data");
         const auto test = data_ref(layout, x_test, y_test, "test data");
         py::gil_scoped_release release;
@@ -104,7 +107,7 @@ void bind_for(py::module_& m) {
       py::arg("train_mse").noconvert(), py::arg("test_mse").noconvert(),
       py::arg("loss").noconvert(), py::arg("lam").noconvert(), py::arg("sv").noconvert(),
       py::arg("energy").noconvert(), py::arg("diverged_at").noconvert(), py::arg("n_threads"),
-      py::arg("generic_kernel") = false);
+      py::arg("generic_kernel") = false, py::arg("moment_gradient") = true);
 
   m.def(
       "evaluate",
@@ -175,4 +178,13 @@ void bind_ensemble(py::module_& m) {
       .value("replacement", ge::Sampling::kReplacement);
   bind_for<double>(m);
   bind_for<float>(m);
+  m.def(
+      "step_kernel",
+      [](const ge::Layout& layout, Index batch_size, Index n_train, bool float32, bool generic_kernel,
+         bool moment_gradient) -> std::string {
+        return float32 ? ge::step_kernel_of<float>(layout, batch_size, n_train, generic_kernel, moment_gradient)
+                       : ge::step_kernel_of<double>(layout, batch_size, n_train, generic_kernel, moment_gradient);
+      },
+      py::arg("layout"), py::arg("batch_size"), py::arg("n_train"), py::arg("float32"),
+      py::arg("generic_kernel") = false, py::arg("moment_gradient") = true);
 }

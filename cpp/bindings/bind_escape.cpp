@@ -38,7 +38,7 @@ void bind_for(py::module_& m) {
          std::uint64_t seed, bool decay_bias, bool refill, std::uint64_t refill_base,
          std::int64_t n_steps, Array<std::uint8_t>& active, Array<std::int64_t>& start_step,
          Array<std::int64_t>& hold_since, Array<std::int64_t>& trajectories, int n_threads,
-         bool generic_kernel) {
+         bool generic_kernel, bool moment_gradient) {
         const Index M = steps.size();
         const Index P = layout.n_params;
         ge::EnsembleRef<S> ens{mutable_data(params, M * P, "params"), M,
@@ -66,6 +66,7 @@ void bind_for(py::module_& m) {
         opt.n_steps = n_steps;
         opt.n_threads = n_threads;
         opt.generic_kernel = generic_kernel;
+        opt.moment_gradient = moment_gradient;
         const double* lr_p = data(lr, M, "lr");
         const double* beta_p = data(beta, M, "beta");
         const double* temp_p = data(temperature, M, "temperature");
@@ -94,7 +95,7 @@ void bind_for(py::module_& m) {
       py::arg("seed"), py::arg("decay_bias"), py::arg("refill"), py::arg("refill_base"),
       py::arg("n_steps"), py::arg("active").noconvert(), py::arg("start_step").noconvert(),
       py::arg("hold_since").noconvert(), py::arg("trajectories").noconvert(),
-      py::arg("n_threads"), py::arg("generic_kernel") = false);
+      py::arg("n_threads"), py::arg("generic_kernel") = false, py::arg("moment_gradient") = true);
 }
 
 }  // namespace

@@ -84,6 +84,7 @@ def train(
     diverged_at: I64,
     n_threads: int,
     generic_kernel: bool = False,
+    moment_gradient: bool = True,
 ) -> None: ...
 def evaluate(
     layout: Layout,
@@ -130,6 +131,14 @@ def per_sample_gradient_moments(
     sq_mean: F64,
     n_threads: int,
 ) -> None: ...
+def step_kernel(
+    layout: Layout,
+    batch_size: int,
+    n_train: int,
+    float32: bool,
+    generic_kernel: bool = False,
+    moment_gradient: bool = True,
+) -> str: ...
 def run_until_escape(
     layout: Layout,
     params: F,
@@ -165,4 +174,5 @@ def run_until_escape(
     trajectories: I64,
     n_threads: int,
     generic_kernel: bool = False,
+    moment_gradient: bool = True,
 ) -> dict[str, NDArray[np.generic]]: ...

@@ -32,6 +32,10 @@ _INIT_SCHEMES = ("fan_in", "paper")
 _CHUNK_SECONDS = 0.25
 # Tests set this to run the run-time-size kernel where a compiled shape would match.
 _GENERIC_KERNEL = False
+# Bias-free linear networks take their minibatch gradient from the batch's second moments
+# where that is cheaper (cpp/include/grokescape/kernels/moment_step.hpp); tests and the
+# benchmark set this to False to run the per-sample backpropagation kernels instead.
+_MOMENT_GRADIENT = True
 
 
 def _resolve_threads(n_threads: int | None) -> int:
@@ -692,6 +696,28 @@ class Ensemble:
             f"Recording {n_rec} rows of observables for {self.n_members} members",
         )
 
+    def step_kernel(
+        self, data: Dataset, batch_size: int | None = None, sampling: str = "epoch"
+    ) -> str:
+        """Which core kernel :meth:`train` runs for these data and batch size (the choice
+        depends on the network and the batch only): ``"moments"`` (bias-free linear
+        networks: the gradient from the batch's second moments, where that takes fewer
+        operations than backpropagation), ``"lane_batches"`` / ``"lanes"`` (linear, one
+        member per vector lane, minibatch / single-sample steps), ``"rows"`` or
+        ``"samples"`` (one member at a time)."""
+        data = self._check_data(data)
+        core_batch, _ = self._batch_plan(data, batch_size, sampling)
+        return str(
+            core.step_kernel(
+                self._layout,
+                core_batch,
+                data.n_train,
+                self.dtype == np.float32,
+                _GENERIC_KERNEL,
+                _MOMENT_GRADIENT,
+            )
+        )
+
     def _batch_plan(self, data: Dataset, batch_size: int | None, sampling: str) -> tuple[int, int]:
         """(core batch size, 0 = full batch; batches per epoch)."""
         if sampling not in _SAMPLING:
@@ -772,6 +798,7 @@ class Ensemble:
                     diverged_at,
                     threads,
                     _GENERIC_KERNEL,
+                    _MOMENT_GRADIENT,
                 )
                 elapsed = time.perf_counter() - tic
                 done += n

@@ -154,6 +154,7 @@ struct EscapeOptions {
   std::int64_t n_steps = 0;       // slot steps in this chunk
   int n_threads = 1;
   bool generic_kernel = false;
+  bool moment_gradient = true;  // as TrainOptions::moment_gradient
 };
 
 // One finished trajectory (escaped or diverged).
@@ -178,7 +179,7 @@ std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& e
   const BatchPlan& plan = opt.batches;
   const Index batch = plan.full() ? train.n : plan.batch_size;
   // the same kernel and member groups as train(): a trajectory replays exactly
-  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch);
+  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch, opt.moment_gradient);
   const int group = member_group_size<S, Act, Shape>(kernel, batch);
   const Index n_groups = (n_members + group - 1) / group;
   const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));

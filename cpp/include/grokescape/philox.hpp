@@ -137,6 +137,70 @@ inline void philox4x64_10_rounds(PhiloxLanes& x0, PhiloxLanes& x1, PhiloxLanes& 
     x3 = lo0;
   }
 }
+
+// Where a vector of Philox lanes is narrow (AVX2, SSE2), blocks can go twice kPhiloxLanes at
+// a time: kPhiloxLanes in the vector lanes and as many in scalar registers with 64 x 64 ->
+// 128-bit multiplies, their rounds interleaved so that the vector unit and the integer
+// multiplier work side by side. With AVX-512's eight lanes the scalar half would be the
+// slower one.
+inline constexpr bool kPhiloxHybrid = kPhiloxLanes <= 4;
+
+// The ten rounds on the blocks (x0[t], x1[t], x2[t], x3[t]) with keys (k0[t], k1[t]) in the
+// vector lanes and (y0[t], ..., y3[t]) with keys (l0[t], l1[t]), the latter lane by lane in
+// scalar registers; on return both hold their blocks' words.
+inline void philox4x64_10_rounds_hybrid(PhiloxLanes& x0, PhiloxLanes& x1, PhiloxLanes& x2,
+                                        PhiloxLanes& x3, PhiloxLanes k0, PhiloxLanes k1,
+                                        PhiloxLanes& y0, PhiloxLanes& y1, PhiloxLanes& y2,
+                                        PhiloxLanes& y3, PhiloxLanes l0, PhiloxLanes l1) {
+  using namespace philox_constants;
+  constexpr int L = kPhiloxLanes;
+  std::uint64_t s0[L], s1[L], s2[L], s3[L], sk0[L], sk1[L];
+  for (int t = 0; t < L; ++t) {
+    s0[t] = y0[t];
+    s1[t] = y1[t];
+    s2[t] = y2[t];
+    s3[t] = y3[t];
+    sk0[t] = l0[t];
+    sk1[t] = l1[t];
+  }
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC unroll 10
+#endif
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += W0;
+      k1 += W1;
+      for (int t = 0; t < L; ++t) {
+        sk0[t] += W0;
+        sk1[t] += W1;
+      }
+    }
+    PhiloxLanes hi0, lo0, hi1, lo1;
+    mulhilo64_lanes(x0, M0, hi0, lo0);
+    mulhilo64_lanes(x2, M1, hi1, lo1);
+    for (int t = 0; t < L; ++t) {
+      std::uint64_t h0, g0, h1, g1;
+      mulhilo64(M0, s0[t], h0, g0);
+      mulhilo64(M1, s2[t], h1, g1);
+      const std::uint64_t n0 = h1 ^ s1[t] ^ sk0[t], n2 = h0 ^ s3[t] ^ sk1[t];
+      s0[t] = n0;
+      s1[t] = g1;
+      s2[t] = n2;
+      s3[t] = g0;
+    }
+    const PhiloxLanes z0 = hi1 ^ x1 ^ k0, z2 = hi0 ^ x3 ^ k1;
+    x0 = z0;
+    x1 = lo1;
+    x2 = z2;
+    x3 = lo0;
+  }
+  for (int t = 0; t < L; ++t) {
+    y0[t] = s0[t];
+    y1[t] = s1[t];
+    y2[t] = s2[t];
+    y3[t] = s3[t];
+  }
+}
 }  // namespace detail
 
 // kPhiloxLanes blocks with counters (first + t, c1, c2, c3), t = 0 .. kPhiloxLanes - 1, one

@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "grokescape/kernels/lane_batch_step.hpp"
 #include "grokescape/kernels/lanes_step.hpp"
+#include "grokescape/kernels/moment_step.hpp"
 #include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/layout.hpp"
 #include "grokescape/minibatch.hpp"
@@ -68,6 +70,7 @@ struct TrainOptions {
   std::int64_t n_steps = 0;     // steps in this chunk
   int n_threads = 1;
   bool generic_kernel = false;  // run-time sizes even where a compiled shape matches (tests)
+  bool moment_gradient = true;  // batch moments where they pay (false: per-sample kernels)
 };
 
 // Batches of at least this many samples use the sample-rows kernel, smaller ones the
@@ -99,20 +102,36 @@ inline ObservableSlot record_slot(const RecordPlan& rec, const Layout& layout, I
 // The step kernel of a run, chosen by network and batch only (never by ensemble size or
 // thread count, so a member's result does not depend on them):
 //  - kLanes (linear, B = 1): LaneStep::kWidth members in the vector lanes;
+//  - kMoments (bias-free linear, B >= 2 or full batch, where MomentStep::pays): the gradient
+//    from the batch's second moments, MomentStep::kWidth members in the vector lanes;
 //  - kLaneBatches (linear, B >= 2, minibatches, small networks): LaneBatchStep::kWidth
 //    members in the vector lanes;
 //  - kSamples (B < kRowBatchMin otherwise): one sample at a time; tanh B = 1 steps interleave
 //    up to SampleStep::kMaxGroup members (step_members);
 //  - kRows (otherwise): one member at a time, vectorised over the samples of the batch.
-enum class StepKernel : int { kRows, kSamples, kLanes, kLaneBatches };
+enum class StepKernel : int { kRows, kSamples, kLanes, kLaneBatches, kMoments };
 
 template <class S, Activation Act, class Shape>
-inline StepKernel choose_step_kernel(const Layout& layout, const BatchPlan& plan, Index batch) {
+inline StepKernel choose_step_kernel(const Layout& layout, const BatchPlan& plan, Index batch,
+                                     bool moment_gradient) {
   if (Act == Activation::kLinear && batch == 1) return StepKernel::kLanes;
+  if (Act == Activation::kLinear && moment_gradient && kernels::MomentStep<S, Shape>::pays(layout, batch))
+    return StepKernel::kMoments;
   if (Act == Activation::kLinear && !plan.full() && batch >= 2 &&
       kernels::LaneBatchStep<S, Shape>::fits(layout))
     return StepKernel::kLaneBatches;
   return batch >= kRowBatchMin ? StepKernel::kRows : StepKernel::kSamples;
+}
+
+inline const char* step_kernel_name(StepKernel kernel) {
+  switch (kernel) {
+    case StepKernel::kRows: return "rows";
+    case StepKernel::kSamples: return "samples";
+    case StepKernel::kLanes: return "lanes";
+    case StepKernel::kLaneBatches: return "lane_batches";
+    case StepKernel::kMoments: return "moments";
+  }
+  return "?";
 }
 
 // Members a thread steps together with that kernel.
@@ -121,6 +140,7 @@ inline int member_group_size(StepKernel kernel, Index batch) {
   switch (kernel) {
     case StepKernel::kLanes: return kernels::LaneStep<S, Shape>::kWidth;
     case StepKernel::kLaneBatches: return kernels::LaneBatchStep<S, Shape>::kWidth;
+    case StepKernel::kMoments: return kernels::MomentStep<S, Shape>::kWidth;
     case StepKernel::kSamples: return batch == 1 ? kernels::SampleStep<S, Act, Shape>::kMaxGroup : 1;
     case StepKernel::kRows: return 1;
   }
@@ -129,6 +149,7 @@ inline int member_group_size(StepKernel kernel, Index batch) {
 template <class S, Activation Act, class Shape>
 inline constexpr int kMaxMembers = std::max({kernels::LaneStep<S, Shape>::kWidth,
                                              kernels::LaneBatchStep<S, Shape>::kWidth,
+                                             kernels::MomentStep<S, Shape>::kWidth,
                                              kernels::SampleStep<S, Act, Shape>::kMaxGroup});
 
 // Row layout of a whole data set (d x ld, zero-padded), for full-batch steps.
@@ -151,6 +172,7 @@ struct TrainScratch {
   std::optional<kernels::SampleStep<S, Act, Shape>> samples;
   std::optional<kernels::LaneStep<S, Shape>> lanes;
   std::optional<kernels::LaneBatchStep<S, Shape>> lane_batches;
+  std::optional<kernels::MomentStep<S, Shape>> moments;
   std::vector<BatchSampler> samplers;  // one per member of a group
   kernels::AlignedVector<double> noise;  // Langevin normals: P, or P x kNormalLanes (lanes)
   // The running members' parameters: member q at local[q * local_stride + i] (i = 0..P-1),
@@ -174,6 +196,7 @@ struct TrainScratch {
         lane_y.assign(static_cast<std::size_t>(layout.d_out() * group), S(0));
         break;
       case StepKernel::kLaneBatches: lane_batches.emplace(layout, batch); break;
+      case StepKernel::kMoments: moments.emplace(layout, batch); break;
       case StepKernel::kRows: rows.emplace(layout, kernels::padded(batch)); break;
       case StepKernel::kSamples: samples.emplace(layout); break;
     }
@@ -185,7 +208,9 @@ struct TrainScratch {
     }
   }
 
-  bool lanes_layout() const { return kernel == StepKernel::kLanes || kernel == StepKernel::kLaneBatches; }
+  bool lanes_layout() const {
+    return kernel == StepKernel::kLanes || kernel == StepKernel::kLaneBatches || kernel == StepKernel::kMoments;
+  }
   // Parameter i of group member q is at member_params(q)[i * member_stride()].
   S* member_params(int q) { return local.data() + (lanes_layout() ? q : q * local_stride); }
   Index member_stride() const { return lanes_layout() ? group : 1; }
@@ -240,6 +265,19 @@ struct TrainScratch {
                            finite);
         return;
       }
+      case StepKernel::kMoments: {
+        if (!moments->has_samples()) moments->set_samples(train.x, train.y, train.n);
+        if (plan.full()) {
+          if (!moments->moments_fixed()) moments->fix_moments();
+        } else {  // idle lanes repeat lane 0's batch (their parameters are zero and stay zero)
+          constexpr int L = kernels::MomentStep<S, Shape>::kWidth;
+          const Index* idx[L];
+          for (int q = 0; q < L; ++q) idx[q] = q < count ? batch_of(q) : idx[0];
+          moments->gather_moments(idx);
+        }
+        moments->step(local.data(), lane_lr.data(), lane_decay.data(), lane_bias_decay.data(), finite);
+        return;
+      }
       case StepKernel::kRows: {  // group == 1
         if (plan.full()) {
           rows->step(member_params(0), x_full, y_full, batch, sp[0]);
@@ -278,6 +316,8 @@ struct TrainScratch {
     } else if (kernel == StepKernel::kLaneBatches) {
       kernels::lanes_all_finite<S, kernels::LaneBatchStep<S, Shape>::kWidth>(local.data(), n_params,
                                                                           finite);
+    } else if (kernel == StepKernel::kMoments) {
+      kernels::lanes_all_finite<S, kernels::MomentStep<S, Shape>::kWidth>(local.data(), n_params, finite);
     } else {
       for (int q = 0; q < count; ++q) finite[q] = kernels::all_finite(member_params(q), n_params);
     }
@@ -319,6 +359,19 @@ struct TrainScratch {
       standard_normals_lanes(plan.seed, lane_streams, lane_steps, Purpose::kLangevin, noise.data(),
                              n_params);
       S* params = local.data() + q0;
+      if constexpr (std::is_same_v<S, double> && kernels::kLanes<double> == L) {
+        if (group == L) {  // one parameter vector per normal vector; lanes without noise kept
+          using V = kernels::Vector<double>;
+          V sig;
+          for (int t = 0; t < L; ++t) sig[t] = lane_sigma[t];
+          const auto on = sig > 0.0;
+          for (Index i = 0; i < n_params; ++i) {
+            const V p = kernels::load<double>(params + i * L);
+            kernels::store<double>(params + i * L, on ? p + sig * kernels::load<double>(noise.data() + i * L) : p);
+          }
+          continue;
+        }
+      }
       for (Index i = 0; i < n_params; ++i)
         for (int t = 0; t < nt; ++t)
           if (lane_sigma[t] > 0.0) params[i * group + t] += static_cast<S>(lane_sigma[t] * noise[i * L + t]);
@@ -353,7 +406,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
   const Index P = layout.n_params;
   const BatchPlan& plan = opt.batches;
   const Index batch = plan.full() ? train.n : plan.batch_size;
-  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch);
+  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch, opt.moment_gradient);
   const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
   kernels::AlignedVector<S> x_full, y_full;
   if (kernel == StepKernel::kRows && plan.full()) {
@@ -470,6 +523,21 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
         }
         for (int q = 0; q < n_active; ++q) save(members[q]);
       });
+}
+
+// The name of the step kernel train() runs for this network and batch (batch_size 0: full
+// batch of n_train samples).
+template <class S>
+const char* step_kernel_of(const Layout& layout, Index batch_size, Index n_train, bool generic_kernel,
+                           bool moment_gradient) {
+  const BatchPlan plan{batch_size, Sampling::kEpoch, 0};
+  const Index batch = plan.full() ? n_train : batch_size;
+  return with_activation(layout, [&](auto act) {
+    constexpr Activation Act = decltype(act)::value;
+    return kernels::with_compiled_shape<Act>(layout, generic_kernel, [&](auto shape) {
+      return step_kernel_name(choose_step_kernel<S, Act, decltype(shape)>(layout, plan, batch, moment_gradient));
+    });
+  });
 }
 
 // Trains with the first compile-time shape that matches the layout, or run-time sizes.

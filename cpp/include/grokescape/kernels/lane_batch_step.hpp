@@ -3,9 +3,7 @@
 //
 // With one member per lane, every product of the step is a vertical FMA of two lane vectors:
 // no horizontal or transposing reductions, no padded batch rows, and layers of width 2 fill
-// the vector as well as layers of width 10. Each product is register-blocked like a small
-// GEMM: a tile of R x C accumulators (R rows of the first factor, C columns of the second),
-// each loaded lane vector feeding C or R FMAs.
+// the vector as well as layers of width 10 (products: kernels/lane_products.hpp).
 //
 // Lane layout: parameter i of lane q at p[i * L + q] (L = kWidth). The lanes' samples are
 // (d x B) blocks of lane vectors with rows x_stride() = B + 1 long: feature k of sample b of
@@ -24,6 +22,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "grokescape/kernels/lane_products.hpp"
 #include "grokescape/kernels/row_products.hpp"
 #include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/kernels/shapes.hpp"
@@ -31,24 +30,6 @@
 #include "grokescape/layout.hpp"
 
 namespace grokescape::kernels {
-
-#if defined(__AVX512F__)
-inline constexpr int kVectorRegisters = 32;
-#else
-inline constexpr int kVectorRegisters = 16;
-#endif
-
-// f(Int<size>{}, start) over [0, n) in blocks of M, the last block n mod M long.
-template <int M, class F>
-GROKESCAPE_INLINE void for_blocks(int n, F&& f) {
-  int s = 0;
-  for (; s + M <= n; s += M) f(Int<M>{}, s);
-  if constexpr (M > 1) {
-    const int rest = n - s;
-    if (rest > 0)
-      for_blocks<M - 1>(rest, [&](auto size_c, int t) __attribute__((always_inline)) { f(size_c, s + t); });
-  }
-}
 
 template <class S, class Shape>
 class LaneBatchStep {
@@ -65,11 +46,11 @@ class LaneBatchStep {
   LaneBatchStep(const Layout& layout, Index batch) : layout_(layout), batch_(batch) {
     Index widths = 0;
     for (Index w : layout.widths) widths += w;
-    // The activations and two error signals of a chunk in ~24 KiB, whole tiles of kCols
+    // The activations and two error signals of a chunk in ~24 KiB, whole tiles of kLaneTileCols
     // samples: 8 samples for the paper network (measured on one core, float64, AVX-512:
     // 0.56, 0.51, 0.46 M member-steps/s with chunks of 8, 16, 64 samples).
     const Index bytes = (widths + 2 * layout.max_width) * kVectorBytes;
-    chunk_ = std::clamp<Index>(24 * 1024 / bytes / kCols * kCols, kCols, 16 * kCols);
+    chunk_ = std::clamp<Index>(24 * 1024 / bytes / kLaneTileCols * kLaneTileCols, kLaneTileCols, 16 * kLaneTileCols);
     chunk_ = std::min(chunk_, batch);
     // Rows one lane vector longer than needed: rows of 64 samples of 64-byte vectors lie 4 KiB
     // apart, where loads alias earlier stores to other rows (one core, chunks of 8: 0.25 M
@@ -113,7 +94,7 @@ class LaneBatchStep {
         const S* in = l == 0 ? x_.data() + c0 * L : acts_[l].data();
         const Index ld_in = l == 0 ? xld : ld;
         S* out = acts_[l + 1].data();
-        products<NI>(no, n, ni, w, ni * L, L, in, ld_in * L, L, b, L, 0, out, ld * L, L);
+        lane_products<S, NI>(no, n, ni, w, ni * L, L, in, ld_in * L, L, b, L, 0, out, ld * L, L);
       });
       S* d = delta_.data();
       S* d_below = delta_below_.data();
@@ -131,10 +112,10 @@ class LaneBatchStep {
         const S* a_in = l == 0 ? x_.data() + c0 * L : acts_[l].data();
         const Index ld_in = l == 0 ? xld : ld;
         if (l > 0)  // d_below(k, c) = sum_i W(i, k) d(i, c), with the old W
-          products<NO>(ni, n, no, w, L, ni * L, d, ld * L, L, nullptr, 0, 0, d_below, ld * L, L);
+          lane_products<S, NO>(ni, n, no, w, L, ni * L, d, ld * L, L, nullptr, 0, 0, d_below, ld * L, L);
         // G(i, k) += sum_c d(i, c) a_in(k, c)
         S* g = grad_.data() + lay.w_offset[l] * L;
-        products<0>(no, ni, n, d, ld * L, L, a_in, L, ld_in * L, g, ni * L, L, g, ni * L, L);
+        lane_products<S, 0>(no, ni, n, d, ld * L, L, a_in, L, ld_in * L, g, ni * L, L, g, ni * L, L);
         if (lay.bias) {
           S* gb = grad_.data() + lay.b_offset[l] * L;
           for (int i = 0; i < no; ++i) {
@@ -146,74 +127,11 @@ class LaneBatchStep {
         std::swap(d, d_below);
       });
     }
-    // W <- decay W - lr G (every parameter: weights with decay, biases with bias_decay)
-    const V lr_v = load<S>(lr), decay_v = load<S>(decay), bias_decay_v = load<S>(bias_decay);
-    V check{};
-    for (Index l = 0; l < lay.depth(); ++l) {
-      auto update = [&](Index begin, Index end, V keep) {
-        V zeros{};
-        for (Index i = begin; i < end; ++i) {
-          const V updated = keep * load<S>(p + i * L) - lr_v * load<S>(grad_.data() + i * L);
-          store<S>(p + i * L, updated);
-          zeros += updated * S(0);
-        }
-        check += zeros;
-      };
-      update(lay.w_offset[l], lay.w_offset[l] + lay.out(l) * lay.in(l), decay_v);
-      if (lay.bias) update(lay.b_offset[l], lay.b_offset[l] + lay.out(l), bias_decay_v);
-    }
-    for (int q = 0; q < L; ++q) finite[q] = check[q] == S(0);
+    lane_sgd_update<S>(lay, p, grad_.data(), lr, decay, bias_decay, finite);
   }
 
  private:
-  // Tile shape: kRows x kCols accumulators plus kCols operands and one more in registers.
-  static constexpr int kCols = 4;
-  static constexpr int kRows = kVectorRegisters == 32 ? 5 : 2;
-
   static std::size_t lanes(Index n) { return static_cast<std::size_t>(n * kWidth); }
-
-  // out(r, c) = init(r, c) + sum_{j < nj} A(r, j) B(j, c) for r < nr, c < nc, where
-  // A(r, j) = a[r * ar + j * aj], B(j, c) = b[j * bj + c * bc], init(r, c) = i0[r * ir + c * ic]
-  // (0 when i0 is null) and out(r, c) = o[r * or_ + c * oc] are lane vectors (offsets in
-  // scalars); j runs in order. NJ > 0: nj is that compile-time constant.
-  template <int NJ>
-  GROKESCAPE_INLINE static void products(int nr, int nc, int nj, const S* __restrict a, Index ar,
-                                         Index aj, const S* __restrict b, Index bj, Index bc,
-                                         const S* i0, Index ir, Index ic, S* o, Index or_, Index oc) {
-    const int n_j = dim<NJ>(nj);
-    for_blocks<kRows>(nr, [&](auto r_c, int r0) __attribute__((always_inline)) {
-      constexpr int R = decltype(r_c)::value;
-      for_blocks<kCols>(nc, [&](auto c_c, int c0) __attribute__((always_inline)) {
-        constexpr int C = decltype(c_c)::value;
-        tile<R, C, NJ>(n_j, a + r0 * ar, ar, aj, b + c0 * bc, bj, bc,
-                       i0 ? i0 + r0 * ir + c0 * ic : nullptr, ir, ic, o + r0 * or_ + c0 * oc, or_, oc);
-      });
-    });
-  }
-
-  template <int R, int C, int NJ>
-  GROKESCAPE_INLINE static void tile(int nj, const S* __restrict a, Index ar, Index aj,
-                                     const S* __restrict b, Index bj, Index bc, const S* i0,
-                                     Index ir, Index ic, S* o, Index or_, Index oc) {
-    V acc[R][C];
-    if (i0) {
-      for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) acc[r][c] = load<S>(i0 + r * ir + c * ic);
-    } else {
-      for (int r = 0; r < R; ++r)
-        for (int c = 0; c < C; ++c) acc[r][c] = V{};
-    }
-    for (int j = 0; j < dim<NJ>(nj); ++j) {
-      V bv[C];
-      for (int c = 0; c < C; ++c) bv[c] = load<S>(b + j * bj + c * bc);
-      for (int r = 0; r < R; ++r) {
-        const V av = load<S>(a + r * ar + j * aj);
-        for (int c = 0; c < C; ++c) acc[r][c] += av * bv[c];
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) store<S>(o + r * or_ + c * oc, acc[r][c]);
-  }
 
   const Layout& layout_;
   Index batch_, chunk_, ld_, xld_;
