@@ -1192,10 +1192,13 @@ def _load_cell(res: dict[str, Any]) -> str:
     return f"{100 * load:.0f}%" + (" (!)" if load > 0.1 else "")
 
 
-def _moment_cell(wl: Workload) -> str:
-    """The moment kernel's flops where they are fewer (grokescape's choice), else '-'."""
-    moments = moment_flops_per_member_step(wl.widths, wl.batch_size)
-    return f"{moments:,.0f}" if moments < flops_per_member_step(wl.widths, wl.batch_size) else "-"
+def _moment_cell(wl: Workload, results: list[dict[str, Any]]) -> str:
+    """The moment kernel's flops where grokescape ran it (the kernel its rows report)."""
+    ran = any(
+        r["workload"] == wl.name and r["peer"] == "grokescape" and r.get("kernel") == "moments"
+        for r in results
+    )
+    return f"{moment_flops_per_member_step(wl.widths, wl.batch_size):,.0f}" if ran else "-"
 
 
 def _peer_cell(res: dict[str, Any]) -> str:
@@ -1310,7 +1313,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {list(wl.widths)} | {wl.n_train} | {wl.batch_size} | {wl.lr:g} | "
             f"{wl.beta:g} | {', '.join(wl.dtypes)} | "
-            f"{flops_per_member_step(wl.widths, wl.batch_size):,.0f} | {_moment_cell(wl)} |"
+            f"{flops_per_member_step(wl.widths, wl.batch_size):,.0f} | "
+            f"{_moment_cell(wl, report['results'])} |"
         )
     lines += [
         "",

@@ -176,26 +176,13 @@ inline void standard_normals_lanes(std::uint64_t seed, const std::uint64_t* stre
   std::memcpy(&k1, streams, sizeof(k1));
   std::memcpy(&step, steps, sizeof(step));
   const V k0 = V{} + seed;
-  const V c2 = V{} + static_cast<std::uint64_t>(purpose);
-  auto emit = [&](Index b, V x0, V x1, V x2, V x3) {
+  for (Index b = 0; 4 * b < n; ++b) {
+    V x0 = V{} + static_cast<std::uint64_t>(b), x1 = step,
+      x2 = V{} + static_cast<std::uint64_t>(purpose), x3 = V{};
+    detail::philox4x64_10_rounds(x0, x1, x2, x3, k0, k1);
     detail::NormalLanes z[4];
     detail::block_normals_lanes(x0, x1, x2, x3, z);
     for (int j = 0; j < 4 && 4 * b + j < n; ++j) kernels::store<double>(out + (4 * b + j) * L, z[j]);
-  };
-  Index b = 0;
-  if constexpr (detail::kPhiloxHybrid) {  // blocks b (vector lanes) and b + 1 (scalar) at once
-    for (; 4 * (b + 1) < n; b += 2) {
-      V x0 = V{} + static_cast<std::uint64_t>(b), x1 = step, x2 = c2, x3 = V{};
-      V y0 = x0 + 1, y1 = step, y2 = c2, y3 = V{};
-      detail::philox4x64_10_rounds_hybrid(x0, x1, x2, x3, k0, k1, y0, y1, y2, y3, k0, k1);
-      emit(b, x0, x1, x2, x3);
-      emit(b + 1, y0, y1, y2, y3);
-    }
-  }
-  for (; 4 * b < n; ++b) {
-    V x0 = V{} + static_cast<std::uint64_t>(b), x1 = step, x2 = c2, x3 = V{};
-    detail::philox4x64_10_rounds(x0, x1, x2, x3, k0, k1);
-    emit(b, x0, x1, x2, x3);
   }
 }
 
