@@ -128,7 +128,7 @@ def test_reference_permutation_case_exercises_rejection():
     assert _rejections((int(w) for w in words32), 100_000) > 0
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 142, 1001])
+@pytest.mark.parametrize("n", [1, 2, 7, 142, 1001, 400_001])
 def test_standard_normals_follow_the_documented_box_muller_formula(n):
     # normal.hpp: pair j from words w_{2j}, w_{2j+1}: u = (w >> 11) 2^-53,
     # z = sqrt(-2 ln(1 - u_{2j})) (cos, sin)(2 pi u_{2j+1}); blocks vectorised in the core.
@@ -144,3 +144,5 @@ def test_standard_normals_follow_the_documented_box_muller_formula(n):
     expected = z.ravel()[:n]
     # few-ulp polynomials and log in the core vs numpy's libm: absolute 1e-14 on |z| < 10
     assert np.max(np.abs(out[0] - expected)) < 1e-14
+    if n > 100_000:  # the radii cover 1 - u from 1 down to ~1e-5: the log's exponents 0..-16
+        assert np.min(1.0 - u[0::2]) < 2.0**-15 and np.max(np.abs(out[0])) > 4.0
