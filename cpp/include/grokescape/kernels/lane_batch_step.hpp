@@ -73,7 +73,7 @@ class LaneBatchStep {
   Index x_stride() const { return xld_; }
 
   // One step of every lane: p (P x L) parameters; lr / decay / bias_decay one value per lane.
-  // finite[q] = whether every updated parameter of lane q is finite (a sum of w * 0 over
+  // finite[q] = whether every updated parameter of lane q is finite (a sum of w - w over
   // them, folded into the update, is 0 exactly when all are finite).
   void step(S* p, const S* lr, const S* decay, const S* bias_decay, bool* finite) {
     constexpr int L = kWidth;

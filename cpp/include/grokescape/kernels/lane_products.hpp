@@ -86,7 +86,9 @@ GROKESCAPE_INLINE void lane_products(int nr, int nc, int nj, const S* __restrict
 // The SGD + L2 update of every lane: W <- decay W - lr G for the weights, b <- bias_decay b
 // - lr g for the biases; p and grad (P x L) parameters and gradient, lr / decay / bias_decay
 // one value per lane. finite[q] = whether every updated parameter of lane q is finite (a sum
-// of w * 0 over them, folded into the update, is 0 exactly when all are finite).
+// of w - w over them, folded into the update, is 0 exactly when all are finite). The sum
+// runs in four independent chains of additions: one chain of w * 0 FMAs (4-cycle latency
+// each) was the loop's bottleneck, and subtractions leave the FMA units to the update.
 template <class S>
 inline void lane_sgd_update(const Layout& lay, S* p, const S* grad, const S* lr, const S* decay,
                             const S* bias_decay, bool* finite) {
@@ -96,13 +98,17 @@ inline void lane_sgd_update(const Layout& lay, S* p, const S* grad, const S* lr,
   V check{};
   for (Index l = 0; l < lay.depth(); ++l) {
     auto update = [&](Index begin, Index end, V keep) {
-      V zeros{};
-      for (Index i = begin; i < end; ++i) {
+      V zeros[4] = {};
+      auto one = [&](Index i, V& zero) {
         const V updated = keep * load<S>(p + i * L) - lr_v * load<S>(grad + i * L);
         store<S>(p + i * L, updated);
-        zeros += updated * S(0);
-      }
-      check += zeros;
+        zero += updated - updated;
+      };
+      Index i = begin;
+      for (; i + 4 <= end; i += 4)
+        for (int j = 0; j < 4; ++j) one(i + j, zeros[j]);
+      for (; i < end; ++i) one(i, zeros[0]);
+      check += (zeros[0] + zeros[1]) + (zeros[2] + zeros[3]);
     };
     update(lay.w_offset[l], lay.w_offset[l] + lay.out(l) * lay.in(l), decay_v);
     if (lay.bias) update(lay.b_offset[l], lay.b_offset[l] + lay.out(l), bias_decay_v);
