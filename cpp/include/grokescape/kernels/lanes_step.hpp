@@ -19,10 +19,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
 #include "grokescape/kernels/sgd_step.hpp"
 #include "grokescape/kernels/shapes.hpp"
 #include "grokescape/kernels/simd.hpp"
@@ -48,48 +44,20 @@ struct LaneVectorOf<float> {
 };
 
 // The lanes' samples in the lane layout: out[k * W + q] = data[rows[q] * width + k] for
-// k < width, q < W (W = LaneStep::kWidth). With 32-byte lanes whole blocks of W features are
-// transposed in registers (8 x 8 float32 / 4 x 4 float64) instead of copied one scalar at a
-// time: the scalar copies were ~12% of the tiny benchmark's profile, and vector gathers
-// were slower still on the development VM.
+// k < width, q < W (W = LaneStep::kWidth). Where W is a transpose block (32-byte lanes),
+// whole blocks of W features are transposed in registers (transpose_block) instead of
+// copied one scalar at a time: the scalar copies were ~12% of the tiny benchmark's profile,
+// and vector gathers were slower still on the development VM.
 template <class S, int W>
 inline void transpose_into_lanes(const S* data, const Index* rows, Index width, S* __restrict out) {
   Index k = 0;
-#if defined(__AVX__)
-  if constexpr (W * sizeof(S) == 32 && std::is_same_v<S, float>) {
-    for (; k + 8 <= width; k += 8) {
-      auto row = [&](int q) { return _mm256_loadu_ps(data + rows[q] * width + k); };
-      const __m256 t0 = _mm256_unpacklo_ps(row(0), row(1)), t1 = _mm256_unpackhi_ps(row(0), row(1));
-      const __m256 t2 = _mm256_unpacklo_ps(row(2), row(3)), t3 = _mm256_unpackhi_ps(row(2), row(3));
-      const __m256 t4 = _mm256_unpacklo_ps(row(4), row(5)), t5 = _mm256_unpackhi_ps(row(4), row(5));
-      const __m256 t6 = _mm256_unpacklo_ps(row(6), row(7)), t7 = _mm256_unpackhi_ps(row(6), row(7));
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      S* o = out + k * W;
-      _mm256_storeu_ps(o + 0 * W, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(o + 1 * W, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(o + 2 * W, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(o + 3 * W, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(o + 4 * W, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(o + 5 * W, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(o + 6 * W, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(o + 7 * W, _mm256_permute2f128_ps(u3, u7, 0x31));
-    }
-  } else if constexpr (W * sizeof(S) == 32 && std::is_same_v<S, double>) {
-    for (; k + 4 <= width; k += 4) {
-      auto row = [&](int q) { return _mm256_loadu_pd(data + rows[q] * width + k); };
-      const __m256d t0 = _mm256_unpacklo_pd(row(0), row(1)), t1 = _mm256_unpackhi_pd(row(0), row(1));
-      const __m256d t2 = _mm256_unpacklo_pd(row(2), row(3)), t3 = _mm256_unpackhi_pd(row(2), row(3));
-      S* o = out + k * W;
-      _mm256_storeu_pd(o + 0 * W, _mm256_permute2f128_pd(t0, t2, 0x20));
-      _mm256_storeu_pd(o + 1 * W, _mm256_permute2f128_pd(t1, t3, 0x20));
-      _mm256_storeu_pd(o + 2 * W, _mm256_permute2f128_pd(t0, t2, 0x31));
-      _mm256_storeu_pd(o + 3 * W, _mm256_permute2f128_pd(t1, t3, 0x31));
+  if constexpr (W == kTransposeBlock<S>) {
+    const S* src[W];
+    for (; k + W <= width; k += W) {
+      for (int q = 0; q < W; ++q) src[q] = data + rows[q] * width + k;
+      transpose_block<S>(src, out + k * W, W);
     }
   }
-#endif
   for (; k < width; ++k)
     for (int q = 0; q < W; ++q) out[k * W + q] = data[rows[q] * width + k];
 }

@@ -57,7 +57,15 @@ GROKESCAPE_INLINE void rows_product(const S* __restrict c, Index cs, Index ks, i
                          Index bp) {
   constexpr int L = kLanes<S>;
   const int n_rows = dim<NR>(nr);
-  // Tiles of V vectors of samples and R rows: 16 accumulators where the batch allows.
+  // Tiles of V vectors of samples and R rows, as many accumulators as the registers hold
+  // beside the R broadcast coefficients and one input vector: with 32 vector registers
+  // (AVX-512) 4 x 4, 2 x 8, 1 x 8; with 16 (AVX2, SSE) 4 x 3, 2 x 5, 1 x 7. (4 x 4 on AVX2
+  // spilled accumulators: forward_rows on 64 x 64 weights, 32 float32 samples, one core of
+  // the development VM, 48-52 -> 69-77 GFLOP/s; the sums are the same, k in order.)
+  constexpr bool kManyRegisters = kVectorBytes == 64;
+  using R4 = std::integral_constant<int, kManyRegisters ? 4 : 3>;
+  using R2 = std::integral_constant<int, kManyRegisters ? 8 : 5>;
+  using R1 = std::integral_constant<int, kManyRegisters ? 8 : 7>;
   auto tile = [&](auto nv_c, auto r_c, Index b0) {
     constexpr int V = decltype(nv_c)::value, R = decltype(r_c)::value;
     int r = 0;
@@ -74,11 +82,10 @@ GROKESCAPE_INLINE void rows_product(const S* __restrict c, Index cs, Index ks, i
   using I1 = std::integral_constant<int, 1>;
   using I2 = std::integral_constant<int, 2>;
   using I4 = std::integral_constant<int, 4>;
-  using I8 = std::integral_constant<int, 8>;
   Index b0 = 0;
-  for (; b0 + 4 * L <= bp; b0 += 4 * L) tile(I4{}, I4{}, b0);
-  for (; b0 + 2 * L <= bp; b0 += 2 * L) tile(I2{}, I8{}, b0);
-  for (; b0 < bp; b0 += L) tile(I1{}, I8{}, b0);
+  for (; b0 + 4 * L <= bp; b0 += 4 * L) tile(I4{}, R4{}, b0);
+  for (; b0 + 2 * L <= bp; b0 += 2 * L) tile(I2{}, R2{}, b0);
+  for (; b0 < bp; b0 += L) tile(I1{}, R1{}, b0);
 }
 
 template <class S, int NI, int NO>
@@ -104,9 +111,12 @@ inline S row_sum(const S* __restrict x, Index bp) {
 }
 
 // The weight update as outer products over the samples: with the layer's input
-// transposed to sample rows (a_t[b * kp + k], kp = padded(ni), one scalar pass), every
-// gradient entry is a sequential sum over b of broadcast d[i, b] times a vector of a_t,
-// accumulated in an RI x KV register tile, and the weights are updated a vector at a time.
+// transposed to sample rows (a_t[b * kp + k], kp = padded(ni); square blocks through
+// registers), every gradient entry is a sequential sum over b of broadcast d[i, b] times a
+// vector of a_t, accumulated in an RI x KV register tile, and the weights are updated a
+// vector at a time. With 16 vector registers RI = 3 (12 accumulators; 2 x 4 kept the FMA
+// units waiting on 8 chains of 4-cycle additions: update_rows on 64 x 64 weights, 32 float32
+// samples, one core of the development VM, 33-45 -> 60-69 GFLOP/s).
 // (Dot products along the batch needed a transposing reduction and scalar updates per
 // block of weights: shuffles were 2x the FMAs in a wide-network profile. RowStep alone on
 // [64, 64, 64, 64], B 32, one core, float32 AVX-512: 20.6 -> 33.7 k member-steps/s.)
@@ -116,12 +126,22 @@ GROKESCAPE_INLINE void update_rows(S* __restrict w, S* __restrict bias, int ni, 
                         S decay, S bias_decay, S* __restrict a_t) {
   constexpr int L = kLanes<S>;
   constexpr int KV = 4;                            // vectors of inputs per tile
-  constexpr int RI = kVectorBytes == 64 ? 4 : 2;  // outputs per tile (32 or 16 registers)
+  constexpr int RI = kVectorBytes == 64 ? 4 : 3;  // outputs per tile (32 or 16 registers)
   const int n_out = dim<NO>(no), n_in = dim<NI>(ni);
   const Index kp = padded(n_in);
-  for (Index b = 0; b < bp; ++b) {
-    for (int k = 0; k < n_in; ++k) a_t[b * kp + k] = a[k * ld + b];
-    for (Index k = n_in; k < kp; ++k) a_t[b * kp + k] = S(0);
+  {  // a_t = a^T in square blocks (bp is a whole number of blocks), then the odd inputs
+    constexpr int N = kTransposeBlock<S>;
+    const S* src[N];
+    int k0 = 0;
+    for (; k0 + N <= n_in; k0 += N)
+      for (Index b0 = 0; b0 < bp; b0 += N) {
+        for (int q = 0; q < N; ++q) src[q] = a + (k0 + q) * ld + b0;
+        transpose_block<S>(src, a_t + b0 * kp + k0, kp);
+      }
+    for (Index b = 0; b < bp; ++b) {
+      for (int k = k0; k < n_in; ++k) a_t[b * kp + k] = a[k * ld + b];
+      for (Index k = n_in; k < kp; ++k) a_t[b * kp + k] = S(0);
+    }
   }
   auto tile = [&](auto ri_c, auto kv_c, int i0, int k0) {
     constexpr int R = decltype(ri_c)::value, V = decltype(kv_c)::value;

@@ -4,6 +4,11 @@
 #pragma once
 
 #include <cstring>
+#include <type_traits>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "grokescape/layout.hpp"
 
@@ -160,6 +165,56 @@ inline void lanes_all_finite(const S* p, Index n, bool* finite) {
     finite[q] = ((acc[0][q] + acc[1][q]) + (acc[2][q] + acc[3][q])) +
                     ((acc[4][q] + acc[5][q]) + (acc[6][q] + acc[7][q])) ==
                 S(0);
+}
+
+// Elements per transpose_block: the square block of 32-byte rows (8 float32, 4 float64).
+template <class S>
+inline constexpr int kTransposeBlock = 32 / static_cast<int>(sizeof(S));
+
+// A square block of N = kTransposeBlock<S> elements transposed: dst[j * dst_stride + q] =
+// src[q][j] for q, j < N, the N source rows at arbitrary addresses. With AVX the rows are
+// shuffled in registers (8 x 8 float32: unpacks, shuffles and lane permutes; 4 x 4 float64:
+// unpacks and lane permutes); elsewhere a scalar loop.
+template <class S>
+inline void transpose_block(const S* const* src, S* dst, Index dst_stride) {
+  constexpr int N = kTransposeBlock<S>;
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<S, float>) {
+    const __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[0]), _mm256_loadu_ps(src[1]));
+    const __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[0]), _mm256_loadu_ps(src[1]));
+    const __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[2]), _mm256_loadu_ps(src[3]));
+    const __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[2]), _mm256_loadu_ps(src[3]));
+    const __m256 t4 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[4]), _mm256_loadu_ps(src[5]));
+    const __m256 t5 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[4]), _mm256_loadu_ps(src[5]));
+    const __m256 t6 = _mm256_unpacklo_ps(_mm256_loadu_ps(src[6]), _mm256_loadu_ps(src[7]));
+    const __m256 t7 = _mm256_unpackhi_ps(_mm256_loadu_ps(src[6]), _mm256_loadu_ps(src[7]));
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * dst_stride, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * dst_stride, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * dst_stride, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * dst_stride, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * dst_stride, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * dst_stride, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * dst_stride, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * dst_stride, _mm256_permute2f128_ps(u3, u7, 0x31));
+    return;
+  } else if constexpr (std::is_same_v<S, double>) {
+    const __m256d r0 = _mm256_loadu_pd(src[0]), r1 = _mm256_loadu_pd(src[1]);
+    const __m256d r2 = _mm256_loadu_pd(src[2]), r3 = _mm256_loadu_pd(src[3]);
+    const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(dst + 0 * dst_stride, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(dst + 1 * dst_stride, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(dst + 2 * dst_stride, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(dst + 3 * dst_stride, _mm256_permute2f128_pd(t1, t3, 0x31));
+    return;
+  }
+#endif
+  for (int j = 0; j < N; ++j)
+    for (int q = 0; q < N; ++q) dst[j * dst_stride + q] = src[q][j];
 }
 
 // Batch rows are padded to a multiple of 16 elements (a whole number of vectors for every
