@@ -39,9 +39,7 @@ class LaneBatchStep {
 
   // Whether a network is small enough for this kernel: the lane copies of its parameters and
   // of their gradient stay in L1 (24 KiB each at most).
-  static bool fits(const Layout& layout) {
-    return layout.n_params * kVectorBytes <= 24 * 1024 && layout.max_width <= 32;
-  }
+  static bool fits(const Layout& layout) { return lane_copies_fit_l1(layout); }
 
   LaneBatchStep(const Layout& layout, Index batch) : layout_(layout), batch_(batch) {
     Index widths = 0;

@@ -83,12 +83,19 @@ GROKESCAPE_INLINE void lane_products(int nr, int nc, int nj, const S* __restrict
   });
 }
 
+// Whether the lane copies of a network's parameters and of their gradient stay in L1 (24 KiB
+// each at most): the condition of both lane-layout minibatch kernels (LaneBatchStep,
+// MomentStep).
+inline bool lane_copies_fit_l1(const Layout& layout) {
+  return layout.n_params * kVectorBytes <= 24 * 1024 && layout.max_width <= 32;
+}
+
 // The SGD + L2 update of every lane: W <- decay W - lr G for the weights, b <- bias_decay b
 // - lr g for the biases; p and grad (P x L) parameters and gradient, lr / decay / bias_decay
 // one value per lane. finite[q] = whether every updated parameter of lane q is finite (a sum
 // of w - w over them, folded into the update, is 0 exactly when all are finite). The sum
-// runs in four independent chains of additions: one chain of w * 0 FMAs (4-cycle latency
-// each) was the loop's bottleneck, and subtractions leave the FMA units to the update.
+// runs in four independent chains of additions rather than one chain of dependent w * 0
+// FMAs, and the subtractions leave the FMA units to the update.
 template <class S>
 inline void lane_sgd_update(const Layout& lay, S* p, const S* grad, const S* lr, const S* decay,
                             const S* bias_decay, bool* finite) {

@@ -47,7 +47,7 @@ class MomentStep {
   // backpropagation (bias-free linear networks whose lane copies fit in L1, as LaneBatchStep).
   static bool pays(const Layout& layout, Index batch) {
     if (layout.bias || layout.activation != Activation::kLinear || batch < 2) return false;
-    if (layout.n_params * kVectorBytes > 24 * 1024 || layout.max_width > 32) return false;
+    if (!lane_copies_fit_l1(layout)) return false;
     Index chain = 0;
     for (Index l = 0; l < layout.depth(); ++l) chain += layout.in(l) * layout.out(l);
     const Index d_in = layout.d_in(), d_out = layout.d_out();

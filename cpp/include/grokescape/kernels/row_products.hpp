@@ -61,7 +61,7 @@ GROKESCAPE_INLINE void rows_product(const S* __restrict c, Index cs, Index ks, i
   // beside the R broadcast coefficients and one input vector: with 32 vector registers
   // (AVX-512) 4 x 4, 2 x 8, 1 x 8; with 16 (AVX2, SSE) 4 x 3, 2 x 5, 1 x 7. (4 x 4 on AVX2
   // spilled accumulators: forward_rows on 64 x 64 weights, 32 float32 samples, one core of
-  // the development VM, 48-52 -> 69-77 GFLOP/s; the sums are the same, k in order.)
+  // the development VM, 48-55 -> 69-87 GFLOP/s; the sums are the same, k in order.)
   constexpr bool kManyRegisters = kVectorBytes == 64;
   using R4 = std::integral_constant<int, kManyRegisters ? 4 : 3>;
   using R2 = std::integral_constant<int, kManyRegisters ? 8 : 5>;
@@ -116,7 +116,7 @@ inline S row_sum(const S* __restrict x, Index bp) {
 // vector of a_t, accumulated in an RI x KV register tile, and the weights are updated a
 // vector at a time. With 16 vector registers RI = 3 (12 accumulators; 2 x 4 kept the FMA
 // units waiting on 8 chains of 4-cycle additions: update_rows on 64 x 64 weights, 32 float32
-// samples, one core of the development VM, 33-45 -> 60-69 GFLOP/s).
+// samples, one core of the development VM, 30-45 -> 60-69 GFLOP/s).
 // (Dot products along the batch needed a transposing reduction and scalar updates per
 // block of weights: shuffles were 2x the FMAs in a wide-network profile. RowStep alone on
 // [64, 64, 64, 64], B 32, one core, float32 AVX-512: 20.6 -> 33.7 k member-steps/s.)
