@@ -1,5 +1,5 @@
 """pytest-benchmark suite over the core kernels: training steps of the bench workloads
-(small M), the exact loss and gradients, and a small escape run.
+(small M), the exact loss, observables and gradients, and a small escape run.
 
 Timing: ``python -m pytest benchmarks`` (add ``--benchmark-only`` to skip the rest).
 CI smoke test: ``python -m pytest benchmarks --benchmark-disable -q`` runs every body once
@@ -73,6 +73,22 @@ def test_loss(benchmark, workload_data, name):
     for k in (0, 63):
         ref = _numpy_loss([w[k] for w in ens.weights], data.x_train, data.y_train, wl.beta)
         assert loss[k] == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("paper", "float64"), ("tiny", "float32")])
+def test_observables(benchmark, workload_data, name, dtype):
+    """What every record of a training run evaluates (train.record_every)."""
+    wl = WORKLOADS[name]
+    data = workload_data[name]
+    ens = ge.Ensemble(list(wl.widths), 64, dtype=dtype)
+    ens.init_random(seed=2)
+    obs = benchmark(ens.observables, data, wl.beta)
+    assert len(obs) == 64
+    for k in (0, 63):
+        w = [w[k].astype(np.float64) for w in ens.weights]
+        x = data.x_train.astype(dtype).astype(np.float64)
+        y = data.y_train.astype(dtype).astype(np.float64)
+        assert obs["loss"].iloc[k] == pytest.approx(_numpy_loss(w, x, y, wl.beta), rel=1e-12)
 
 
 def test_gradients(benchmark, workload_data, paper_ensemble):

@@ -191,6 +191,60 @@ def test_zero_inputs_decay_weights_geometrically_exactly():
         assert np.array_equal(ens.weights[l], expected)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "widths,with_bias",
+    [
+        ([2, 10, 10, 2], False),
+        ([16, 16, 16, 16], True),
+        ([3, 5, 4], True),
+        ([64, 64, 64, 64], False),
+        ([8, 2, 8], False),
+    ],
+)
+def test_observables_are_float64_functions_of_the_stored_weights(widths, with_bias, dtype):
+    """MSEs, loss and singular values of the end-to-end map against the float64 reference on
+    the stored weights and data. A linear network is evaluated through its affine map in
+    double, float32 networks too; [8, 2, 8] (a bottleneck) goes through its layers, in
+    float32 for a float32 network."""
+    rng = np.random.default_rng(len(widths) + widths[0])
+    depth = len(widths) - 1
+    n_members = 3
+    data = ge.Dataset(
+        rng.standard_normal((300, widths[0])),
+        rng.standard_normal((300, widths[-1])),
+        rng.standard_normal((50, widths[0])),
+        rng.standard_normal((50, widths[-1])),
+    )
+    ens = ge.Ensemble(widths, n_members, bias=with_bias, dtype=dtype)
+    weights = [
+        rng.standard_normal((n_members, widths[l + 1], widths[l])) / np.sqrt(widths[l])
+        for l in range(depth)
+    ]
+    biases = [0.3 * rng.standard_normal((n_members, w)) for w in widths[1:]] if with_bias else None
+    ens.set_weights(weights, biases)
+    obs = ens.observables(data, 0.1)
+    stored = lambda a: np.asarray(a, dtype=dtype).astype(np.float64)  # noqa: E731
+    x, y, xt, yt = (stored(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    rtol = 1e-5 if (dtype == "float32" and widths == [8, 2, 8]) else 1e-12
+    for m in range(n_members):
+        w_m = [stored(w) for w in ens.weights]
+        w_m = [w[m] for w in w_m]
+        b_m = None if biases is None else [stored(b)[m] for b in ens.biases]
+        out = ref.forward(w_m, b_m, x)[-1]
+        out_t = ref.forward(w_m, b_m, xt)[-1]
+        row = obs.iloc[m]
+        assert_rel(row["train_mse"], np.mean((out - y) ** 2), rtol, "train MSE")
+        assert_rel(row["test_mse"], np.mean((out_t - yt) ** 2), rtol, "test MSE")
+        assert_rel(row["loss"], ref.loss(w_m, b_m, x, y, 0.1, ens.decay_bias), rtol, "loss")
+        product = w_m[0]
+        for w in w_m[1:]:
+            product = w @ product
+        sv = np.linalg.svd(product, compute_uv=False)
+        recorded = np.array([row[f"sv_{k}"] for k in range(sv.size)])
+        assert_rel(recorded, sv, 1e-12, "singular values")
+
+
 @pytest.mark.parametrize("batch_size", [32, 1])
 def test_float32_tracks_float64(batch_size):
     data = ge.teacher_data([0.9, 0.8], 256, 64, seed=0)

@@ -68,7 +68,10 @@ class Ensemble:
     n_members : int
         Number of independent networks M.
     dtype : {"float64", "float32"}
-        Floating-point type of the parameters and of the arithmetic in the core.
+        Floating-point type of the parameters and of the arithmetic of the training steps.
+        Observables (MSEs, loss, modes, singular values) are evaluated in double from the
+        stored parameters; the forward passes of tanh networks, and of linear ones narrower
+        inside than at their ends, run in this type.
     bias : bool, default False
         Add a bias vector to every layer (as ``torch.nn.Linear`` does by default). The
         networks of the paper's theory are bias-free.

@@ -34,6 +34,7 @@ template <class Scalar>
 struct Workspace {
   std::vector<ColMat<Scalar>> acts;  // acts[l]: (widths[l] x capacity), l = 1..L (acts[0] unused)
   ColMat<Scalar> delta, delta_prev;  // (max_width x capacity)
+  ColMat<double> inputs, residuals;  // (d_in x capacity), (d_out x capacity): observables.hpp
   Index capacity = 0;
 
   Workspace(const Layout& layout, Index batch_capacity) : capacity(batch_capacity) {
@@ -41,6 +42,8 @@ struct Workspace {
     for (Index l = 0; l < layout.depth(); ++l) acts.emplace_back(layout.out(l), capacity);
     delta.resize(layout.max_width, capacity);
     delta_prev.resize(layout.max_width, capacity);
+    inputs.resize(layout.d_in(), capacity);
+    residuals.resize(layout.d_out(), capacity);
   }
 };
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <type_traits>
 
 #include "grokescape/layout.hpp"
 #include "grokescape/network.hpp"
@@ -41,9 +43,10 @@ inline double mode_energy(double lambda, double eta, double beta, Index depth) {
   return 0.5 * d * d + reg;
 }
 
-// Sum over all samples of ||f(x) - y||^2, in chunks of the workspace's capacity.
+// Sum over all samples of ||f(x) - y||^2 through the layers, in chunks of the workspace's
+// capacity (networks with an activation).
 template <class Scalar, Activation Act>
-double dataset_squared_error(const Layout& layout, const Scalar* params, const DataRef<Scalar>& data,
+double layered_squared_error(const Layout& layout, const Scalar* params, const DataRef<Scalar>& data,
                              Workspace<Scalar>& ws) {
   double total = 0.0;
   for (Index start = 0; start < data.n; start += ws.capacity) {
@@ -56,6 +59,78 @@ double dataset_squared_error(const Layout& layout, const Scalar* params, const D
   return total;
 }
 
+// End-to-end map W_L ... W_1 (d_out x d_in) in double.
+template <class Scalar>
+Eigen::MatrixXd end_to_end(const Layout& layout, const Scalar* params) {
+  Eigen::MatrixXd map = weight<Scalar>(layout, params, 0).template cast<double>();
+  for (Index l = 1; l < layout.depth(); ++l)
+    map = (weight<Scalar>(layout, params, l).template cast<double>() * map).eval();
+  return map;
+}
+
+// A linear network's function f(x) = map x + offset in double: the end-to-end map and, with
+// biases, offset = f(0) (empty without biases).
+struct AffineMap {
+  Eigen::MatrixXd map;
+  Eigen::VectorXd offset;
+};
+template <class Scalar>
+AffineMap affine_map(const Layout& layout, const Scalar* params) {
+  AffineMap f{end_to_end(layout, params), Eigen::VectorXd()};
+  if (layout.bias) {
+    f.offset = bias<Scalar>(layout, params, 0).template cast<double>();
+    for (Index l = 1; l < layout.depth(); ++l)
+      f.offset = (weight<Scalar>(layout, params, l).template cast<double>() * f.offset +
+                  bias<Scalar>(layout, params, l).template cast<double>())
+                     .eval();
+  }
+  return f;
+}
+
+// Whether a linear network's errors are cheaper through its affine map (d_out x d_in
+// multiply-adds per sample) than through its layers (sum of in x out): all but networks with
+// a bottleneck narrower than their ends.
+inline bool affine_pays(const Layout& layout) {
+  Index layered = 0;
+  for (Index l = 0; l < layout.depth(); ++l) layered += layout.in(l) * layout.out(l);
+  return layout.d_in() * layout.d_out() <= layered;
+}
+
+// Sum over all samples of ||f(x) - y||^2 for a linear network, through its affine map in
+// double (float32 networks too: their function is evaluated to double rounding, not through
+// float32 layers).
+template <class Scalar>
+double affine_squared_error(const AffineMap& f, const DataRef<Scalar>& data, Workspace<Scalar>& ws) {
+  const Index d_in = f.map.cols(), d_out = f.map.rows();
+  double total = 0.0;
+  for (Index start = 0; start < data.n; start += ws.capacity) {
+    const Index count = std::min(ws.capacity, data.n - start);
+    SampleMap<Scalar> x(data.x + start * d_in, d_in, count);
+    SampleMap<Scalar> y(data.y + start * d_out, d_out, count);
+    auto r = ws.residuals.leftCols(count);
+    if constexpr (std::is_same_v<Scalar, double>) {
+      r.noalias() = f.map * x;
+    } else {
+      auto xd = ws.inputs.leftCols(count);
+      xd = x.template cast<double>();
+      r.noalias() = f.map * xd;
+    }
+    r -= y.template cast<double>();
+    if (f.offset.size() > 0) r.colwise() += f.offset;
+    total += r.squaredNorm();
+  }
+  return total;
+}
+
+// Sum over all samples of ||f(x) - y||^2, accumulated in double.
+template <class Scalar, Activation Act>
+double dataset_squared_error(const Layout& layout, const Scalar* params, const DataRef<Scalar>& data,
+                             Workspace<Scalar>& ws) {
+  if constexpr (Act == Activation::kLinear)
+    if (affine_pays(layout)) return affine_squared_error(affine_map(layout, params), data, ws);
+  return layered_squared_error<Scalar, Act>(layout, params, data, ws);
+}
+
 // Sum of squared weights, and of squared biases.
 template <class Scalar>
 void squared_norms(const Layout& layout, const Scalar* params, double& weights, double& biases) {
@@ -65,15 +140,6 @@ void squared_norms(const Layout& layout, const Scalar* params, double& weights, 
     weights += weight<Scalar>(layout, params, l).template cast<double>().squaredNorm();
     if (layout.bias) biases += bias<Scalar>(layout, params, l).template cast<double>().squaredNorm();
   }
-}
-
-// End-to-end map W_L ... W_1 (d_out x d_in) in double.
-template <class Scalar>
-Eigen::MatrixXd end_to_end(const Layout& layout, const Scalar* params) {
-  Eigen::MatrixXd map = weight<Scalar>(layout, params, 0).template cast<double>();
-  for (Index l = 1; l < layout.depth(); ++l)
-    map = (weight<Scalar>(layout, params, l).template cast<double>() * map).eval();
-  return map;
 }
 
 // Where one member's observables go (each pointer to this member's slot; may be null).
@@ -92,13 +158,18 @@ void evaluate_member(const Layout& layout, const Scalar* params, const DataRef<S
                      bool decay_bias, Workspace<Scalar>& ws, const ObservableSlot& out) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double d_out = static_cast<double>(layout.d_out());
-  const double train_se =
-      train.n > 0 ? dataset_squared_error<Scalar, Act>(layout, params, train, ws) : nan;
+  // linear networks: the map is worked out once, for the errors and the modes
+  std::optional<AffineMap> affine;
+  if constexpr (Act == Activation::kLinear)
+    if (affine_pays(layout)) affine = affine_map(layout, params);
+  auto squared_error_on = [&](const DataRef<Scalar>& data) {
+    return affine ? affine_squared_error(*affine, data, ws)
+                  : layered_squared_error<Scalar, Act>(layout, params, data, ws);
+  };
+  const double train_se = train.n > 0 ? squared_error_on(train) : nan;
   if (out.train_mse) *out.train_mse = train_se / (static_cast<double>(train.n) * d_out);
   if (out.test_mse)
-    *out.test_mse = test.n > 0 ? dataset_squared_error<Scalar, Act>(layout, params, test, ws) /
-                                     (static_cast<double>(test.n) * d_out)
-                               : nan;
+    *out.test_mse = test.n > 0 ? squared_error_on(test) / (static_cast<double>(test.n) * d_out) : nan;
   if (out.loss) {
     double w2, b2;
     squared_norms(layout, params, w2, b2);
@@ -106,7 +177,7 @@ void evaluate_member(const Layout& layout, const Scalar* params, const DataRef<S
                 0.5 * beta * (w2 + (decay_bias ? b2 : 0.0));
   }
   if (!out.lam && !out.sv && !out.energy) return;
-  const Eigen::MatrixXd map = end_to_end(layout, params);
+  const Eigen::MatrixXd map = affine ? std::move(affine->map) : end_to_end(layout, params);
   for (Index i = 0; i < modes.n_modes; ++i) {
     Eigen::Map<const Eigen::VectorXd> u(modes.out_vec + i * layout.d_out(), layout.d_out());
     Eigen::Map<const Eigen::VectorXd> v(modes.in_vec + i * layout.d_in(), layout.d_in());
