@@ -499,7 +499,7 @@ void train_members(const Layout& layout, const EnsembleRef<S>& ens, const DataRe
             Member& mb = members[q];
             while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= r) ++mb.stage;
             if (mb.stage + 1 < sched.n_stages) until = std::min(until, sched.stage_end[mb.stage]);
-            if (mb.row < rec.n_records) until = std::min(until, rec.at[mb.row]);
+            if (mb.row < rec.n_records && rec.at[mb.row] > r) until = std::min(until, rec.at[mb.row]);
             const double lr = hyper(mb, sched.lr), beta = hyper(mb, sched.beta);
             const S decay = static_cast<S>(1.0 - lr * beta);
             sp[q] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
