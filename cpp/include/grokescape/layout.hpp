@@ -50,6 +50,12 @@ struct Layout {
   Index out(Index l) const { return widths[l + 1]; }
   Index d_in() const { return widths.front(); }
   Index d_out() const { return widths.back(); }
+  // Number of weights (sum of in x out): multiply-adds of one sample's pass through the layers.
+  Index n_weights() const {
+    Index n = 0;
+    for (Index l = 0; l < depth(); ++l) n += in(l) * out(l);
+    return n;
+  }
 };
 
 // Calls f(std::integral_constant<Activation, ...>) for the layout's activation.

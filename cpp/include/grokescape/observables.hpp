@@ -91,9 +91,7 @@ AffineMap affine_map(const Layout& layout, const Scalar* params) {
 // multiply-adds per sample) than through its layers (sum of in x out): all but networks with
 // a bottleneck narrower than their ends.
 inline bool affine_pays(const Layout& layout) {
-  Index layered = 0;
-  for (Index l = 0; l < layout.depth(); ++l) layered += layout.in(l) * layout.out(l);
-  return layout.d_in() * layout.d_out() <= layered;
+  return layout.d_in() * layout.d_out() <= layout.n_weights();
 }
 
 // Sum over all samples of ||f(x) - y||^2 for a linear network, through its affine map in

@@ -48,8 +48,7 @@ class MomentStep {
   static bool pays(const Layout& layout, Index batch) {
     if (layout.bias || layout.activation != Activation::kLinear || batch < 2) return false;
     if (!lane_copies_fit_l1(layout)) return false;
-    Index chain = 0;
-    for (Index l = 0; l < layout.depth(); ++l) chain += layout.in(l) * layout.out(l);
+    const Index chain = layout.n_weights();
     const Index d_in = layout.d_in(), d_out = layout.d_out();
     const Index moments = batch * (d_in * (d_in + 1) / 2 + d_out * d_in) + 3 * d_in * chain;
     return moments < 3 * batch * chain;
