@@ -75,9 +75,12 @@ def test_loss(benchmark, workload_data, name):
         assert loss[k] == pytest.approx(ref, rel=1e-12)
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("paper", "float64"), ("tiny", "float32")])
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("paper", "float64"), ("tiny", "float32"), ("wide", "float32")]
+)
 def test_observables(benchmark, workload_data, name, dtype):
-    """What every record of a training run evaluates (train.record_every)."""
+    """What every record of a training run evaluates (train.record_every): errors on the data
+    and the singular values of the end-to-end map (most of a wide network's record)."""
     wl = WORKLOADS[name]
     data = workload_data[name]
     ens = ge.Ensemble(list(wl.widths), 64, dtype=dtype)
@@ -89,6 +92,12 @@ def test_observables(benchmark, workload_data, name, dtype):
         x = data.x_train.astype(dtype).astype(np.float64)
         y = data.y_train.astype(dtype).astype(np.float64)
         assert obs["loss"].iloc[k] == pytest.approx(_numpy_loss(w, x, y, wl.beta), rel=1e-12)
+        product = w[0]
+        for layer in w[1:]:
+            product = layer @ product
+        sv = np.linalg.svd(product, compute_uv=False)
+        got = obs[[f"sv_{i}" for i in range(sv.size)]].iloc[k].to_numpy()
+        np.testing.assert_allclose(got, sv, rtol=0, atol=1e-14 * sv[0])
 
 
 def test_gradients(benchmark, workload_data, paper_ensemble):

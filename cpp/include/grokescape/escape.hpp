@@ -12,7 +12,6 @@
 // refill_base + (k - 1) M + m, so results do not depend on thread count or chunking.
 #pragma once
 
-#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "grokescape/singular_values.hpp"
 #include "grokescape/train.hpp"
 
 namespace grokescape {
@@ -43,11 +43,11 @@ struct Criterion {
 struct CheckScratch {
   Eigen::VectorXd t, u;
   Eigen::MatrixXd map;
-  Eigen::JacobiSVD<Eigen::MatrixXd> svd;
+  SingularValues svd;
   Eigen::VectorXd lanes_t, lanes_u;  // (width x lanes) blocks of mode_amplitudes_lanes
   explicit CheckScratch(const Layout& layout, int lanes = 1)
       : t(layout.max_width), u(layout.max_width), map(layout.d_out(), layout.d_in()),
-        svd(layout.d_out(), layout.d_in()), lanes_t(layout.max_width * lanes),
+        lanes_t(layout.max_width * lanes),
         lanes_u(layout.max_width * lanes) {}
 };
 
@@ -126,8 +126,7 @@ bool criterion_holds(const Criterion& c, double value, const Layout& layout, con
         e[j] = 0.0;
       }
       if (!cs.map.allFinite()) return false;
-      cs.svd.compute(cs.map);
-      return cs.svd.singularValues()[c.index] > value;
+      return cs.svd.compute(cs.map)[c.index] > value;
     }
     case CriterionKind::kTestMse: {
       const double mse = dataset_squared_error<S, Act>(layout, params, test, ws) /

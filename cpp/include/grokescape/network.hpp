@@ -15,6 +15,7 @@
 
 #include "grokescape/kernels/tanh.hpp"
 #include "grokescape/layout.hpp"
+#include "grokescape/singular_values.hpp"
 
 namespace grokescape {
 
@@ -35,6 +36,7 @@ struct Workspace {
   std::vector<ColMat<Scalar>> acts;  // acts[l]: (widths[l] x capacity), l = 1..L (acts[0] unused)
   ColMat<Scalar> delta, delta_prev;  // (max_width x capacity)
   ColMat<double> inputs, residuals;  // (d_in x capacity), (d_out x capacity): observables.hpp
+  SingularValues svd;                 // of the end-to-end map: observables.hpp
   Index capacity = 0;
 
   Workspace(const Layout& layout, Index batch_capacity) : capacity(batch_capacity) {

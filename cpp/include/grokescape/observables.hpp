@@ -6,7 +6,6 @@
 #pragma once
 
 #include <Eigen/Core>
-#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -185,8 +184,7 @@ void evaluate_member(const Layout& layout, const Scalar* params, const DataRef<S
   }
   if (out.sv) {
     if (map.allFinite()) {
-      Eigen::JacobiSVD<Eigen::MatrixXd> svd(map);
-      const auto s = svd.singularValues();
+      const Eigen::VectorXd& s = ws.svd.compute(map);
       for (Index k = 0; k < s.size(); ++k) out.sv[k] = s[k];
     } else {
       for (Index k = 0; k < std::min(layout.d_in(), layout.d_out()); ++k) out.sv[k] = nan;
