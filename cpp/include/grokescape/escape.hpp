@@ -47,8 +47,7 @@ struct CheckScratch {
   Eigen::VectorXd lanes_t, lanes_u;  // (width x lanes) blocks of mode_amplitudes_lanes
   explicit CheckScratch(const Layout& layout, int lanes = 1)
       : t(layout.max_width), u(layout.max_width), map(layout.d_out(), layout.d_in()),
-        lanes_t(layout.max_width * lanes),
-        lanes_u(layout.max_width * lanes) {}
+        lanes_t(layout.max_width * lanes), lanes_u(layout.max_width * lanes) {}
 };
 
 // W_L ... W_1 v for one input vector, by matrix-vector products, into scratch.t.
