@@ -51,8 +51,6 @@ class SingularValues {
     return values_;
   }
 
-  const Eigen::VectorXd& values() const { return values_; }
-
   // Sweeps the last compute() took (at most kMaxSweeps; a sweep without a rotation ends it).
   int sweeps() const { return sweeps_; }
 
