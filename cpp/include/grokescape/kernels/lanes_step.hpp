@@ -110,7 +110,8 @@ class LaneStep {
       };
       int i = 0;
       for (; i + 8 <= no; i += 8) block(Int<8>{}, i);
-      for (; i < no; ++i) block(Int<1>{}, i);
+      if constexpr (NO % 8 != 0 || NO == 0)  // no tail for compile-time widths 8, 16, ...
+        for (; i < no; ++i) block(Int<1>{}, i);
     });
     S* d = delta_.data();
     S* d_below = delta_below_.data();
@@ -158,7 +159,8 @@ class LaneStep {
       };
       int k = 0;
       for (; k + 8 <= ni; k += 8) block(Int<8>{}, k);
-      for (; k < ni; ++k) block(Int<1>{}, k);
+      if constexpr (NI % 8 != 0 || NI == 0)
+        for (; k < ni; ++k) block(Int<1>{}, k);
       if (lay.bias) {
         S* b = p + lay.b_offset[l] * L;
         for (int i = 0; i < no; ++i) {

@@ -179,7 +179,8 @@ GROKESCAPE_INLINE void update_rows(S* __restrict w, S* __restrict bias, int ni, 
   };
   int i = 0;
   for (; i + RI <= n_out; i += RI) row_block(IR{}, i);
-  for (; i < n_out; ++i) row_block(I1{}, i);
+  if constexpr (NO == 0 || NO % RI != 0)  // no tail for compile-time widths divisible by RI
+    for (; i < n_out; ++i) row_block(I1{}, i);
   if (bias)
     for (int r = 0; r < n_out; ++r) bias[r] = bias_decay * bias[r] - lr * row_sum(d + r * ld, bp);
 }
