@@ -30,7 +30,8 @@ def test_peer_agrees_and_times(peer, kernel):
     assert res["sizes"][0]["finite"]
 
 
-def test_markdown_report_renders():
+def _report():
+    """A small report as main() builds it: paper workload, three peers, no thread run."""
     report = {
         "mode": "quick",
         "date": "2026-01-01T00:00:00+00:00",
@@ -90,7 +91,41 @@ def test_markdown_report_renders():
         "threads": None,
     }
     report["results"][0]["kernel"] = "moments"
-    text = bench.render_markdown(report)
+    return report
+
+
+def test_markdown_report_renders():
+    text = bench.render_markdown(_report())
     assert "| paper | float64 | grokescape (moments) | 64 |" in text
     assert "| paper | float64 | numpy | 64 | 100 k | 5.00 | 10.0% | 2x | - | - |" in text
     assert "skipped: jax not importable" in text
+
+
+def test_default_thread_counts():
+    assert bench.default_thread_counts(1) == [1]
+    assert bench.default_thread_counts(2) == [1, 2]
+    assert bench.default_thread_counts(6) == [1, 2, 4, 6]
+    assert bench.default_thread_counts(16) == [1, 2, 4, 8, 16]
+
+
+def test_thread_scaling_worker_and_table():
+    out = bench._threads_worker({"mode": "quick", "thread_counts": [2, 1]})
+    assert out["thread_counts"] == [1, 2]
+    rows = out["rows"]
+    assert [(r["workload"], r["threads"]) for r in rows] == [
+        (w, t) for w in ("paper", "tiny", "escape") for t in (1, 2)
+    ]
+    by = {(r["workload"], r["threads"]): r for r in rows}
+    for w in ("paper", "tiny", "escape"):
+        one, two = by[w, 1], by[w, 2]
+        assert one["rate"] > 0 and one["speedup"] == 1.0 and one["efficiency"] == 1.0
+        assert two["speedup"] == pytest.approx(two["rate"] / one["rate"])
+        assert two["efficiency"] == pytest.approx(two["speedup"] / 2)
+        assert one["n_members"] == two["n_members"]
+    assert by["escape", 1]["n_escaped"] > 0
+    assert out["speedup_1_to_2"] == by["paper", 2]["speedup"]
+    report = _report()
+    report["threads"] = out
+    text = bench.render_markdown(report)
+    assert "## Thread scaling (grokescape)" in text
+    assert f"| tiny | {by['tiny', 2]['n_members']} | 2 |" in text

@@ -86,6 +86,14 @@ gets a warm-up (with compilation), then 3 repeats of about the target time (0.5 
 steps); its repeats last at least 20x (quick: 5x) that cost, which is measured and reported
 ("fixed_cost_fraction"), not subtracted.
 
+Thread scaling (``--threads N ...``; default 1, 2, 4, ... up to the core count; ``--no-threads``
+skips it): grokescape alone at each thread count on one fixed ensemble per workload (a few
+hundred members per thread of the largest count): paper member-steps/s, tiny float32
+member-steps/s, and escape trajectories/h at the escape row's temperature (refill, 4000
+steps per slot); speed-up and efficiency against the fewest threads. On a 16-core machine,
+``python benchmarks/peers.py --workloads escape --peers grokescape --threads 1 2 4 8 16``
+is the whole scaling run (the escape row calibrates the temperature first).
+
 Before each measurement the benchmark waits (``--wait-idle``, default 30 s, quick 5 s) for other
 processes to leave the cores idle, and records the share of the cores they used meanwhile
 ("other load"): on a busy machine OpenMP-threaded code (torch, grokescape) slows down far
@@ -130,6 +138,7 @@ PEERS = ("grokescape", "grokescape-per-sample", "numpy", "torch", "torch-compile
 ESCAPE_T0 = 4.8e-4
 ESCAPE_LN_TAU_SLOPE = 2.2e-3
 ESCAPE_TARGET_TAU = 2000.0
+_SCALING_ESCAPE_STEPS = 4000  # steps per slot in the thread-scaling escape run
 
 _RESULT_MARK = "@@GROKESCAPE-BENCH-RESULT@@ "
 
@@ -968,23 +977,86 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def default_thread_counts(cpu_count: int | None = None) -> list[int]:
+    """1, 2, 4, ... up to the machine's cores, and the core count itself (the scaling run)."""
+    n = max(1, int(cpu_count if cpu_count is not None else (os.cpu_count() or 1)))
+    counts = [1 << i for i in range(n.bit_length()) if (1 << i) <= n]
+    return counts if counts[-1] == n else [*counts, n]
+
+
 def _threads_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """grokescape member-steps/s on the paper workload at 1 and 2 threads, with at least
-    1024 members (a few hundred per thread, so that the per-call fixed cost and the last
-    members' imbalance do not decide the ratio)."""
-    wl = WORKLOADS["paper"]
+    """grokescape at each thread count in ``task["thread_counts"]`` (default 1 and 2).
+
+    Three measurements per count, each on one fixed ensemble whose size grows with the
+    largest count (a few hundred members per thread, so that the per-call fixed cost and
+    the last members' imbalance do not decide the ratio):
+
+    - ``paper`` float64 member-steps/s, at least 1024 members (or the paper row's best M);
+    - ``tiny`` float32 member-steps/s (B = 1 lane kernel), 512 members per thread;
+    - ``escape`` trajectories/h at the escape row's temperature, 256 slots per thread and
+      ``_SCALING_ESCAPE_STEPS`` steps per slot with refill (every slot runs the same number
+      of steps, so refill keeps every thread busy to the end).
+    """
+    from grokescape import traps
+    from grokescape.ensemble import Ensemble
+    from grokescape.escape import ModeThreshold
+
     mode = _FULL if task["mode"] == "full" else _QUICK
-    data = wl.data()
-    m = max(int(task.get("n_members") or 1024), 1024)
-    out: dict[str, Any] = {"workload": "paper", "n_members": m}
-    for threads in (1, 2):
-        runner = _GrokescapeRunner(
-            _spec_for(wl, "float64", m), data, _initial_weights(wl, data, m, "float64", seed=1)
+    counts = sorted({int(c) for c in (task.get("thread_counts") or (1, 2))})
+    top = counts[-1]
+    rows: list[dict[str, Any]] = []
+
+    def add(workload: str, unit: str, m: int, threads: int, rate: float, extra: dict) -> None:
+        base = next((r["rate"] for r in rows if r["workload"] == workload), rate)
+        rows.append(
+            {
+                "workload": workload,
+                "unit": unit,
+                "n_members": m,
+                "threads": threads,
+                "rate": rate,
+                "speedup": rate / base,
+                "efficiency": rate / base / threads * counts[0],
+                **extra,
+            }
         )
-        runner.n_threads = threads
-        res = _time_size(runner, m, 2 * mode.target_s, mode.repeats, mode.fixed_cost_factor)
-        out[f"threads_{threads}"] = res
-    out["speedup_1_to_2"] = out["threads_2"]["rate"] / out["threads_1"]["rate"]
+
+    for name, dtype, m in (
+        ("paper", "float64", max(int(task.get("n_members") or 1024), 1024, 256 * top)),
+        ("tiny", "float32", max(1024, 512 * top)),
+    ):
+        wl = WORKLOADS[name]
+        data = wl.data()
+        weights = _initial_weights(wl, data, m, dtype, seed=1)
+        for threads in counts:
+            runner = _GrokescapeRunner(_spec_for(wl, dtype, m), data, weights)
+            runner.n_threads = threads
+            res = _time_size(runner, m, 2 * mode.target_s, mode.repeats, mode.fixed_cost_factor)
+            add(name, "member-steps/s", m, threads, res.pop("rate"), res)
+    if task.get("escape", True):
+        wl = WORKLOADS["escape"]
+        data = wl.data()
+        trap = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
+        temperature = float(task.get("temperature") or ESCAPE_T0)
+        m, steps = 256 * top, _SCALING_ESCAPE_STEPS
+        for threads in counts:
+            ens = Ensemble(list(wl.widths), m, dtype="float64")
+            ens.set_weights(trap)
+            tic = time.perf_counter()
+            n_escaped = ens.run_until_escape(
+                data, ModeThreshold(1), steps, wl.lr, wl.beta, batch_size=wl.batch_size,
+                temperature=temperature, refill=True, seed=0, n_threads=threads,
+            ).n_escaped  # fmt: skip
+            wall = time.perf_counter() - tic
+            add(
+                "escape", "escape trajectories/h", m, threads, n_escaped / wall * 3600.0,
+                {"steps": steps, "wall_s": wall, "n_escaped": n_escaped,
+                 "temperature": temperature, "member_steps_per_s": m * steps / wall},
+            )  # fmt: skip
+    out: dict[str, Any] = {"thread_counts": counts, "rows": rows}
+    paper = {r["threads"]: r["rate"] for r in rows if r["workload"] == "paper"}
+    if 1 in paper and 2 in paper:
+        out["speedup_1_to_2"] = paper[2] / paper[1]
     return out
 
 
@@ -1396,15 +1468,23 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_check_cell(r)} | {_load_cell(r)} |"
             )
     thr = report.get("threads")
-    if thr and "speedup_1_to_2" in thr:
+    if thr and thr.get("rows"):
         lines += [
             "",
-            "## Thread scaling (grokescape, paper workload)",
+            "## Thread scaling (grokescape)",
             "",
-            f"M = {thr['n_members']}: 1 thread {_fmt_rate(thr['threads_1']['rate'])} "
-            f"member-steps/s, 2 threads {_fmt_rate(thr['threads_2']['rate'])}: "
-            f"**{thr['speedup_1_to_2']:.2f}x**.",
+            "Speed-up and parallel efficiency against the fewest threads measured; one fixed "
+            "ensemble per workload.",
+            "",
+            "| workload | M | threads | rate | speed-up | efficiency |",
+            "|---|---|---|---|---|---|",
         ]
+        for r in thr["rows"]:
+            lines.append(
+                f"| {r['workload']} | {r['n_members']} | {r['threads']} | "
+                f"{_fmt_rate(r['rate'])} {r['unit']} | {r['speedup']:.2f}x | "
+                f"{_pct(r['efficiency'])} |"
+            )
     elif thr:
         lines += ["", f"Thread scaling: {thr.get('status')}: {thr.get('reason')}"]
     rows = _targets(report)
@@ -1437,6 +1517,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="benchmarks/results", help="folder for the JSON and markdown reports"
     )
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-scaling run")
+    parser.add_argument(
+        "--threads", nargs="+", type=int, default=None, metavar="N",
+        help="thread counts of the scaling run (default: 1, 2, 4, ... up to the core count)",
+    )  # fmt: skip
     parser.add_argument(
         "--wait-idle", type=float, default=None, metavar="SECONDS",
         help="before each measurement wait up to this long for other processes to leave the "
@@ -1551,7 +1635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     }
                 )
     threads: dict[str, Any] | None = None
-    if not args.no_threads and "paper" in args.workloads:
+    if not args.no_threads:
         best = next(
             (
                 r.get("best_n_members")
@@ -1562,9 +1646,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             None,
         )
-        print("== thread scaling", file=sys.stderr, flush=True)
+        escape_t = next(
+            (r.get("temperature") for r in results if r["workload"] == "escape"
+             and r["peer"] == "grokescape" and r.get("status") == "ok"),
+            None,
+        )  # fmt: skip
+        counts = args.threads or default_thread_counts()
+        print(f"== thread scaling: {counts}", file=sys.stderr, flush=True)
         threads = _spawn(
-            {"kind": "threads", "mode": mode.name, "n_members": best}, mode.worker_timeout_s, wait
+            {
+                "kind": "threads",
+                "mode": mode.name,
+                "n_members": best,
+                "thread_counts": counts,
+                "temperature": escape_t,
+            },
+            mode.worker_timeout_s * max(1, len(counts) // 2),
+            wait,
         )
     machine["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = {
