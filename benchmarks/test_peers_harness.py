@@ -129,3 +129,9 @@ def test_thread_scaling_worker_and_table():
     text = bench.render_markdown(report)
     assert "## Thread scaling (grokescape)" in text
     assert f"| tiny | {by['tiny', 2]['n_members']} | 2 |" in text
+
+
+def test_bad_thread_counts_are_refused():
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--threads", "2", "0", "--out", "unused"])
+    assert exc.value.code == 2

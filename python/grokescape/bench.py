@@ -897,13 +897,37 @@ def _flops(wl: Workload, kernel: str | None) -> float:
     return flops_per_member_step(wl.widths, wl.batch_size)
 
 
+def _escape_run(
+    data: Any,
+    trap: list[np.ndarray],
+    temperature: float,
+    m: int,
+    max_steps: int,
+    seed: int,
+    n_threads: int | None = None,
+) -> tuple[int, int, float, float]:
+    """One timed escape run of the escape workload: ``m`` slots from ``trap``, ``max_steps``
+    steps each with refill. Returns (escapes, trajectories, steps at risk, wall seconds)."""
+    from grokescape.ensemble import Ensemble
+    from grokescape.escape import ModeThreshold
+
+    wl = WORKLOADS["escape"]
+    ens = Ensemble(list(wl.widths), m, dtype="float64")
+    ens.set_weights(trap)
+    tic = time.perf_counter()
+    res = ens.run_until_escape(
+        data, ModeThreshold(1), max_steps, wl.lr, wl.beta, batch_size=wl.batch_size,
+        temperature=temperature, refill=True, seed=seed, n_threads=n_threads,
+    )  # fmt: skip
+    wall = time.perf_counter() - tic
+    return res.n_escaped, res.n_trajectories, float(res.time_at_risk), wall
+
+
 def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     """grokescape's escape run at temperature T (calibrating T once in full mode), or with
     per-sample backpropagation (peer grokescape-per-sample) at the given temperature."""
     import grokescape.ensemble as ens_mod
     from grokescape import traps
-    from grokescape.ensemble import Ensemble
-    from grokescape.escape import ModeThreshold
 
     wl = WORKLOADS["escape"]
     mode = _FULL if task["mode"] == "full" else _QUICK
@@ -916,22 +940,7 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     trap = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
 
     def run(temperature: float, m: int, seed: int) -> dict[str, Any]:
-        ens = Ensemble(list(wl.widths), m, dtype="float64")
-        ens.set_weights(trap)
-        tic = time.perf_counter()
-        res = ens.run_until_escape(
-            data,
-            ModeThreshold(1),
-            max_steps,
-            wl.lr,
-            wl.beta,
-            batch_size=wl.batch_size,
-            temperature=temperature,
-            refill=True,
-            seed=seed,
-        )
-        wall = time.perf_counter() - tic
-        n_esc = res.n_escaped
+        n_esc, n_traj, at_risk, wall = _escape_run(data, trap, temperature, m, max_steps, seed)
         member_steps = m * max_steps
         return {
             "temperature": temperature,
@@ -939,10 +948,10 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
             "max_steps": max_steps,
             "wall_s": wall,
             "n_escaped": n_esc,
-            "n_trajectories": res.n_trajectories,
+            "n_trajectories": n_traj,
             "member_steps": member_steps,
             "member_steps_per_s": member_steps / wall,
-            "mean_escape_steps": res.time_at_risk / max(n_esc, 1),
+            "mean_escape_steps": at_risk / max(n_esc, 1),
             "escape_trajectories_per_hour": n_esc / wall * 3600.0,
             "member_steps_per_escape": member_steps / max(n_esc, 1),
         }
@@ -998,8 +1007,6 @@ def _threads_worker(task: dict[str, Any]) -> dict[str, Any]:
       of steps, so refill keeps every thread busy to the end).
     """
     from grokescape import traps
-    from grokescape.ensemble import Ensemble
-    from grokescape.escape import ModeThreshold
 
     mode = _FULL if task["mode"] == "full" else _QUICK
     counts = sorted({int(c) for c in (task.get("thread_counts") or (1, 2))})
@@ -1040,14 +1047,7 @@ def _threads_worker(task: dict[str, Any]) -> dict[str, Any]:
         temperature = float(task.get("temperature") or ESCAPE_T0)
         m, steps = 256 * top, _SCALING_ESCAPE_STEPS
         for threads in counts:
-            ens = Ensemble(list(wl.widths), m, dtype="float64")
-            ens.set_weights(trap)
-            tic = time.perf_counter()
-            n_escaped = ens.run_until_escape(
-                data, ModeThreshold(1), steps, wl.lr, wl.beta, batch_size=wl.batch_size,
-                temperature=temperature, refill=True, seed=0, n_threads=threads,
-            ).n_escaped  # fmt: skip
-            wall = time.perf_counter() - tic
+            n_escaped, _, _, wall = _escape_run(data, trap, temperature, m, steps, 0, threads)
             add(
                 "escape", "escape trajectories/h", m, threads, n_escaped / wall * 3600.0,
                 {"steps": steps, "wall_s": wall, "n_escaped": n_escaped,
@@ -1532,7 +1532,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the markdown table and write JSON and markdown to --out."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    if args.threads is not None and min(args.threads) < 1:
+        parser.error(f"--threads: thread counts must be >= 1, got {args.threads}")
     if args.worker is not None:
         return _worker_main(args.worker)
     mode = _QUICK if args.quick else _FULL
