@@ -28,15 +28,12 @@ TRAIN_CASES = [
 
 
 @pytest.mark.parametrize(("name", "dtype", "members", "steps"), TRAIN_CASES)
-def test_train_steps(benchmark, workload_data, name, dtype, members, steps, monkeypatch):
-    if name.endswith("-per-sample"):
-        import grokescape.ensemble as ens_mod
-
-        monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", False)
-        name = name.removesuffix("-per-sample")
+def test_train_steps(benchmark, workload_data, name, dtype, members, steps):
+    moments = not name.endswith("-per-sample")
+    name = name.removesuffix("-per-sample")
     wl = WORKLOADS[name]
     data = workload_data[name]
-    ens = ge.Ensemble(list(wl.widths), members, dtype=dtype)
+    ens = ge.Ensemble(list(wl.widths), members, dtype=dtype, moment_gradient=moments)
     ens.init_random(seed=0)
     loss_before = ens.loss(data, wl.beta)
     benchmark.extra_info["member_steps_per_call"] = members * steps

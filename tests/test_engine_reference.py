@@ -275,20 +275,23 @@ SPECIALISED = [
 @pytest.mark.parametrize("moment_gradient", [True, False], ids=["moments", "per-sample"])
 @pytest.mark.parametrize("widths,batch,with_bias,activation", SPECIALISED)
 def test_compiled_shapes_match_reference_and_generic_kernel(
-    widths, batch, with_bias, activation, moment_gradient, monkeypatch
+    widths, batch, with_bias, activation, moment_gradient
 ):
     """Shapes with compile-time kernels, minibatch steps replayed in the reference, with the
     bias-free linear networks' gradient from batch moments and by per-sample backpropagation."""
-    import grokescape.ensemble as ens_mod
-
-    monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", moment_gradient)
     rng = np.random.default_rng(sum(widths) + batch)
     n, steps, lr, beta, sd = 100, 7, 0.01, 0.05, 5
     data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
     results = []
     for generic in (False, True):
-        monkeypatch.setattr(ens_mod, "_GENERIC_KERNEL", generic)
-        ens = ge.Ensemble(widths, 2, bias=with_bias, activation=activation)
+        ens = ge.Ensemble(
+            widths,
+            2,
+            bias=with_bias,
+            activation=activation,
+            moment_gradient=moment_gradient,
+            generic_kernel=generic,
+        )
         ens.init_random(seed=1)
         w0 = [w.copy() for w in ens.weights]
         ens.train(data, steps, lr, beta, batch_size=batch, seed=sd)
@@ -321,21 +324,17 @@ MOMENT_CASES = [
 
 
 @pytest.mark.parametrize("widths,batch,sampling,dtype", MOMENT_CASES)
-def test_moment_gradient_matches_per_sample_backpropagation(
-    widths, batch, sampling, dtype, monkeypatch
-):
+def test_moment_gradient_matches_per_sample_backpropagation(widths, batch, sampling, dtype):
     """Bias-free linear networks take their minibatch gradient from the batch's second
     moments (kernels/moment_step.hpp): the same SGD steps as per-sample backpropagation and
     as the NumPy reference, to rounding."""
-    import grokescape.ensemble as ens_mod
-
     rng = np.random.default_rng(len(widths) + (batch or 0))
     n, steps, lr, beta, sd = 90, 25, 0.02, 0.1, 3
     data = ge.Dataset(rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1])))
     params = {}
     for moments in (True, False):
-        monkeypatch.setattr(ens_mod, "_MOMENT_GRADIENT", moments)
-        ens = ge.Ensemble(widths, 11, dtype=dtype)  # 11: idle lanes in the last group
+        # 11 members: idle lanes in the last group
+        ens = ge.Ensemble(widths, 11, dtype=dtype, moment_gradient=moments)
         kernel = ens.step_kernel(data, batch, sampling)
         assert kernel == ("moments" if moments else "lane_batches" if batch else "rows"), kernel
         ens.init_random(seed=4)

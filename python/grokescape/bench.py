@@ -592,7 +592,9 @@ class _GrokescapeRunner:
         self.moment_gradient = moment_gradient
         self.spec = spec
         self.data = data
-        self.ens = Ensemble(list(spec.widths), spec.n_members, dtype=spec.dtype)
+        self.ens = Ensemble(
+            list(spec.widths), spec.n_members, dtype=spec.dtype, moment_gradient=moment_gradient
+        )
         self.ens.set_weights(weights)
         self.n_threads: int | None = None
 
@@ -602,15 +604,6 @@ class _GrokescapeRunner:
         return min(_timed(self.run, 0) for _ in range(2))
 
     def run(self, steps: int) -> None:
-        import grokescape.ensemble as ens_mod
-
-        saved, ens_mod._MOMENT_GRADIENT = ens_mod._MOMENT_GRADIENT, self.moment_gradient
-        try:
-            self._train(steps)
-        finally:
-            ens_mod._MOMENT_GRADIENT = saved
-
-    def _train(self, steps: int) -> None:
         s = self.spec
         self.ens.train(
             self.data,
@@ -875,18 +868,13 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
 
 def _grokescape_kernels(wl: Workload, dtype: str, data: Any) -> dict[str, str]:
     """The core kernel of each grokescape row on this workload (Ensemble.step_kernel)."""
-    import grokescape.ensemble as ens_mod
+    from grokescape.ensemble import Ensemble
 
-    ens = ens_mod.Ensemble(list(wl.widths), 1, dtype=dtype)
-    saved = ens_mod._MOMENT_GRADIENT
-    try:
-        out = {}
-        for peer, moments in (("grokescape", True), ("grokescape-per-sample", False)):
-            ens_mod._MOMENT_GRADIENT = moments
-            out[peer] = ens.step_kernel(data, wl.batch_size)
-        return out
-    finally:
-        ens_mod._MOMENT_GRADIENT = saved
+    out = {}
+    for peer, moments in (("grokescape", True), ("grokescape-per-sample", False)):
+        ens = Ensemble(list(wl.widths), 1, dtype=dtype, moment_gradient=moments)
+        out[peer] = ens.step_kernel(data, wl.batch_size)
+    return out
 
 
 def _flops(wl: Workload, kernel: str | None) -> float:
@@ -905,6 +893,7 @@ def _escape_run(
     max_steps: int,
     seed: int,
     n_threads: int | None = None,
+    moment_gradient: bool = True,
 ) -> tuple[int, int, float, float]:
     """One timed escape run of the escape workload: ``m`` slots from ``trap``, ``max_steps``
     steps each with refill. Returns (escapes, trajectories, steps at risk, wall seconds)."""
@@ -912,7 +901,7 @@ def _escape_run(
     from grokescape.escape import ModeThreshold
 
     wl = WORKLOADS["escape"]
-    ens = Ensemble(list(wl.widths), m, dtype="float64")
+    ens = Ensemble(list(wl.widths), m, dtype="float64", moment_gradient=moment_gradient)
     ens.set_weights(trap)
     tic = time.perf_counter()
     res = ens.run_until_escape(
@@ -926,21 +915,22 @@ def _escape_run(
 def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     """grokescape's escape run at temperature T (calibrating T once in full mode), or with
     per-sample backpropagation (peer grokescape-per-sample) at the given temperature."""
-    import grokescape.ensemble as ens_mod
     from grokescape import traps
 
     wl = WORKLOADS["escape"]
     mode = _FULL if task["mode"] == "full" else _QUICK
     peer = str(task.get("peer", "grokescape"))
     fixed_temperature = task.get("temperature")
-    ens_mod._MOMENT_GRADIENT = peer == "grokescape"
+    moments = peer == "grokescape"
     data = wl.data()
     kernel = _grokescape_kernels(wl, "float64", data)[peer]
     max_steps = mode.escape_max_steps
     trap = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
 
     def run(temperature: float, m: int, seed: int) -> dict[str, Any]:
-        n_esc, n_traj, at_risk, wall = _escape_run(data, trap, temperature, m, max_steps, seed)
+        n_esc, n_traj, at_risk, wall = _escape_run(
+            data, trap, temperature, m, max_steps, seed, moment_gradient=moments
+        )
         member_steps = m * max_steps
         return {
             "temperature": temperature,

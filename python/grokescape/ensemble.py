@@ -30,12 +30,6 @@ _SAMPLING = {"epoch": core.Sampling.epoch, "replacement": core.Sampling.replacem
 _INIT_SCHEMES = ("fan_in", "paper")
 # Target wall time of one call into the core: Ctrl-C and progress bars act between calls.
 _CHUNK_SECONDS = 0.25
-# Tests set this to run the run-time-size kernel where a compiled shape would match.
-_GENERIC_KERNEL = False
-# Bias-free linear networks take their minibatch gradient from the batch's second moments
-# where that is cheaper (cpp/include/grokescape/kernels/moment_step.hpp); tests and the
-# benchmark set this to False to run the per-sample backpropagation kernels instead.
-_MOMENT_GRADIENT = True
 
 
 def _resolve_threads(n_threads: int | None) -> int:
@@ -81,6 +75,14 @@ class Ensemble:
     activation : {"linear", "tanh"}
         Nonlinearity of the hidden layers (the output layer is linear). Linear is the
         model of the theory.
+    moment_gradient : bool, default True
+        Bias-free linear networks take their minibatch gradient from the batch's second
+        moments where that takes fewer operations
+        (``cpp/include/grokescape/kernels/moment_step.hpp``); False runs per-sample
+        backpropagation instead (the same steps to rounding; for tests and benchmarks).
+    generic_kernel : bool, default False
+        Run the kernels with run-time sizes even where a compile-time shape matches (the
+        same steps to rounding; for tests).
 
     Notes
     -----
@@ -97,6 +99,8 @@ class Ensemble:
         bias: bool = False,
         decay_bias: bool = True,
         activation: str = "linear",
+        moment_gradient: bool = True,
+        generic_kernel: bool = False,
     ) -> None:
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence | np.ndarray):
             raise TypeError(f"widths: expected a sequence of ints, got {type(widths).__name__}")
@@ -118,6 +122,8 @@ class Ensemble:
         self.activation = activation
         self.bias = bool(bias)
         self.decay_bias = bool(decay_bias)
+        self.moment_gradient = bool(moment_gradient)
+        self.generic_kernel = bool(generic_kernel)
         self.widths = widths_list
         self._layout = core.Layout(widths_list, self.bias, _ACTIVATIONS[activation])
         n_params = int(self._layout.n_params)
@@ -716,8 +722,8 @@ class Ensemble:
                 core_batch,
                 data.n_train,
                 self.dtype == np.float32,
-                _GENERIC_KERNEL,
-                _MOMENT_GRADIENT,
+                self.generic_kernel,
+                self.moment_gradient,
             )
         )
 
@@ -800,8 +806,8 @@ class Ensemble:
                     rec["energy"],
                     diverged_at,
                     threads,
-                    _GENERIC_KERNEL,
-                    _MOMENT_GRADIENT,
+                    self.generic_kernel,
+                    self.moment_gradient,
                 )
                 elapsed = time.perf_counter() - tic
                 done += n

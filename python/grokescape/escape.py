@@ -306,7 +306,7 @@ def run_until_escape(
     progress: bool = False,
 ) -> EscapeResult:
     """See :meth:`grokescape.Ensemble.run_until_escape`."""
-    from grokescape.ensemble import _GENERIC_KERNEL, _MOMENT_GRADIENT, _SAMPLING, _resolve_threads
+    from grokescape.ensemble import _SAMPLING, _resolve_threads
 
     data = ens._check_data(data)
     max_steps = _checks.integer(max_steps, "max_steps", minimum=1)
@@ -379,8 +379,8 @@ def run_until_escape(
                 hold_since,
                 trajectories,
                 threads,
-                _GENERIC_KERNEL,
-                _MOMENT_GRADIENT,
+                ens.generic_kernel,
+                ens.moment_gradient,
             )
             events.append(out)
             done += n
