@@ -61,14 +61,22 @@ def test_member_trajectory_does_not_depend_on_ensemble_size(data, kw):
     assert np.array_equal(hs[0].train_mse, hl[0].train_mse[:, :3], equal_nan=True)
 
 
-def test_internal_chunking_does_not_change_results(data, monkeypatch):
-    import grokescape.ensemble as ens_mod
+@pytest.mark.parametrize("n_members", [5, 40])
+def test_internal_chunking_does_not_change_results(data, monkeypatch, n_members):
+    from grokescape import _engine
 
-    a, _ = trained(data, 5, [500], 2, batch_size=16, temperature=1e-3)
-    monkeypatch.setattr(ens_mod, "_CHUNK_SECONDS", 1e-6)  # forces one step per core call
-    b, hb = trained(data, 5, [500], 2, batch_size=16, temperature=1e-3)
+    a, _ = trained(data, n_members, [500], 2, batch_size=16, temperature=1e-3)
+    # one step per core call, in blocks of 16 members (40 members: three blocks per step)
+    monkeypatch.setattr(_engine, "_CHUNK_SECONDS", 1e-6)
+    monkeypatch.setattr(_engine, "_WINDOW_STEPS", 1)
+    b, hb = trained(data, n_members, [500], 2, batch_size=16, temperature=1e-3)
     assert np.array_equal(a.params, b.params)
     assert hb[0].n_records == 51
+    # windows of 7 steps, which end mid-epoch (n/B = 6)
+    monkeypatch.setattr(_engine, "_WINDOW_STEPS", 7)
+    c, hc = trained(data, n_members, [500], 2, batch_size=16, temperature=1e-3)
+    assert np.array_equal(a.params, c.params)
+    assert np.array_equal(hb[0].train_mse, hc[0].train_mse)
 
 
 def test_different_seeds_give_different_minibatch_trajectories(data):

@@ -117,11 +117,12 @@ def test_detection_is_exact_on_replay(data, hold, criterion):
 
 @pytest.mark.parametrize("refill", [False, True])
 def test_escape_tables_are_bit_identical_across_threads_and_chunks(data, refill, monkeypatch):
-    import grokescape.escape as esc
+    from grokescape import _engine
 
-    def run(n_threads, chunk_seconds):
-        monkeypatch.setattr(esc, "_CHUNK_SECONDS", chunk_seconds)
-        ens = rank1_trap(data, 0.2, 10, residual=0.05, kind="random", seed=4)
+    def run(n_threads, chunk_seconds, window=_engine._WINDOW_STEPS, members=10):
+        monkeypatch.setattr(_engine, "_CHUNK_SECONDS", chunk_seconds)
+        monkeypatch.setattr(_engine, "_WINDOW_STEPS", window)
+        ens = rank1_trap(data, 0.2, members, residual=0.05, kind="random", seed=4)
         res = ens.run_until_escape(
             data,
             ModeThreshold(1),
@@ -138,10 +139,15 @@ def test_escape_tables_are_bit_identical_across_threads_and_chunks(data, refill,
 
     a, pa = run(1, 0.25)
     b, pb = run(2, 0.25)
-    c, pc = run(2, 1e-6)  # one step per call into the core
+    c, pc = run(2, 1e-6, window=1)  # one step per call into the core
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(a, c)
     assert np.array_equal(pa, pb) and np.array_equal(pa, pc)
+    # blocks of 16 members through windows of 5 steps: the calls split the members too
+    d, pd_ = run(2, 0.25, members=40)
+    e, pe = run(2, 1e-6, window=5, members=40)
+    pd.testing.assert_frame_equal(d, e)
+    assert np.array_equal(pd_, pe)
     if refill:
         assert len(a) > 10 and a["trajectory"].is_unique
         per_slot = a.groupby("member")["time"].sum()
@@ -248,7 +254,7 @@ def test_default_thresholds_come_from_theory(data):
 def test_gradient_noise_scale_matches_per_sample_reference(data):
     import reference as ref
 
-    from grokescape.stats import gradient_noise_scale
+    from grokescape.sgd_noise import gradient_noise_scale
 
     ens = ge.Ensemble(WIDTHS, 3)
     ens.init_random(seed=2)

@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "grokescape/kernels/simd.hpp"
 #include "grokescape/parallel.hpp"
 
 namespace py = pybind11;
@@ -29,6 +30,9 @@ py::dict cpu_features() {
   d["avx2"] = static_cast<bool>(__builtin_cpu_supports("avx2"));
   d["fma"] = static_cast<bool>(__builtin_cpu_supports("fma"));
   d["avx512f"] = static_cast<bool>(__builtin_cpu_supports("avx512f"));
+  d["avx512dq"] = static_cast<bool>(__builtin_cpu_supports("avx512dq"));
+  d["avx512bw"] = static_cast<bool>(__builtin_cpu_supports("avx512bw"));
+  d["avx512vl"] = static_cast<bool>(__builtin_cpu_supports("avx512vl"));
 #endif
   return d;
 }
@@ -46,6 +50,8 @@ void bind_config(py::module_& m) {
     d["openmp_version"] = static_cast<int>(_OPENMP);
 #endif
     d["compiled_isa"] = compiled_isa();
+    // the width the lane kernels fill, which decides where they fit (driver.hpp)
+    d["vector_bytes"] = static_cast<int>(grokescape::kernels::kVectorBytes);
     d["cpu_features"] = cpu_features();
 #if defined(__clang__)
     d["compiler"] = std::string("clang ") + __clang_version__;
@@ -61,4 +67,12 @@ void bind_config(py::module_& m) {
   });
   m.def("default_threads", &grokescape::default_threads,
         "Threads an OpenMP region gets by default (OMP_NUM_THREADS or the core count).");
+  m.def(
+      "parallel_selftest",
+      [](grokescape::Index n, int n_threads, int failing_thread) {
+        py::gil_scoped_release release;
+        return grokescape::parallel_selftest(n, n_threads, failing_thread);
+      },
+      py::arg("n"), py::arg("n_threads"), py::arg("failing_thread"),
+      "Runs the parallel member loop with a per-thread set-up that throws on one thread (tests).");
 }

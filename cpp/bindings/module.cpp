@@ -6,7 +6,10 @@ namespace py = pybind11;
 void bind_config(py::module_& m);
 void bind_rng(py::module_& m);
 void bind_layout(py::module_& m);
-void bind_ensemble(py::module_& m);
+void bind_parts(py::module_& m);
+void bind_state(py::module_& m);
+void bind_train(py::module_& m);
+void bind_evaluate(py::module_& m);
 void bind_escape(py::module_& m);
 
 PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
@@ -14,6 +17,9 @@ PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
   bind_config(m);
   bind_rng(m);
   bind_layout(m);
-  bind_ensemble(m);
+  bind_parts(m);
+  bind_state(m);
+  bind_train(m);
+  bind_evaluate(m);
   bind_escape(m);
 }

@@ -2,54 +2,88 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from tqdm.auto import tqdm
 
 from grokescape import _checks
+from grokescape._engine import ACTIVATIONS, Engine, Network, Stages, batch_plan
 from grokescape._native import core
 from grokescape.data import Dataset
+from grokescape.escape import EscapeResult, ModeThreshold, TestMSEThreshold
 from grokescape.history import History
+from grokescape.schedule import resolve_stages
 
-if TYPE_CHECKING:
-    from grokescape.escape import EscapeResult, ModeThreshold, TestMSEThreshold
-
-__all__ = ["Ensemble"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Ensemble", "EnsembleSnapshot"]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
-_ACTIVATIONS = {"linear": core.Activation.linear, "tanh": core.Activation.tanh}
-_SAMPLING = {"epoch": core.Sampling.epoch, "replacement": core.Sampling.replacement}
-_INIT_SCHEMES = ("fan_in", "paper")
-# Target wall time of one call into the core: Ctrl-C and progress bars act between calls.
-_CHUNK_SECONDS = 0.25
-
-
-def _resolve_threads(n_threads: int | None) -> int:
-    if n_threads is None:
-        return int(core.default_threads())
-    return _checks.integer(n_threads, "n_threads", minimum=1)
+_SNAPSHOT_FIELDS = ("params", "steps", "streams", "order_streams", "order_epochs", "diverged")
 
 
 @dataclass(frozen=True)
-class _Stages:
-    """A piecewise-constant schedule resolved to arrays: stage k ends at run step end[k]."""
+class EnsembleSnapshot:
+    """The complete dynamical state of an ensemble's members, as copies.
 
-    end: NDArray[np.int64]  # (S,)
-    lr: NDArray[np.float64]  # (S, M)
-    beta: NDArray[np.float64]
-    temperature: NDArray[np.float64]
+    A member's state is its parameters, its step counter, its random stream, its sample
+    order (whose permutation the epoch in progress uses; ``order_epoch`` -1 means its own
+    stream's) and its divergence flag: everything the next SGD step depends on besides the
+    run's arguments (data, lr, beta, temperature, batch size, sampling, seed). Restoring a
+    snapshot and running on gives bit for bit what the uninterrupted run gives.
+
+    Attributes
+    ----------
+    params : ndarray, shape (M, n_params)
+    steps, order_epochs : ndarray of int64, shape (M,)
+    streams, order_streams : ndarray of uint64, shape (M,)
+    diverged : ndarray of uint8, shape (M,)
+    widths, dtype, bias, activation
+        The networks the states belong to; :meth:`Ensemble.restore` checks them.
+    """
+
+    params: NDArray[Any]
+    steps: NDArray[np.int64]
+    streams: NDArray[np.uint64]
+    order_streams: NDArray[np.uint64]
+    order_epochs: NDArray[np.int64]
+    diverged: NDArray[np.uint8]
+    widths: tuple[int, ...]
+    dtype: str
+    bias: bool
+    activation: str
 
     @property
-    def total(self) -> int:
-        return int(self.end[-1]) if self.end.size else 0
+    def n_members(self) -> int:
+        return int(self.steps.shape[0])
+
+    def save(self, path: str | Path) -> Path:
+        """Write the snapshot to ``path`` (NumPy ``.npz``); returns the path written."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        np.savez(
+            path,
+            **{name: getattr(self, name) for name in _SNAPSHOT_FIELDS},
+            widths=np.asarray(self.widths, dtype=np.int64),
+            meta=np.array([self.dtype, str(self.bias), self.activation]),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EnsembleSnapshot:
+        """Read a snapshot written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as f:
+            dtype, bias, activation = (str(v) for v in f["meta"])
+            return cls(
+                **{name: f[name].copy() for name in _SNAPSHOT_FIELDS},
+                widths=tuple(int(w) for w in f["widths"]),
+                dtype=dtype,
+                bias=bias == "True",
+                activation=activation,
+            )
 
 
 class Ensemble:
@@ -88,6 +122,9 @@ class Ensemble:
     -----
     Parameters start at zero; call :meth:`init_random` or :meth:`set_weights`. Member k uses
     random stream k, so its trajectory does not depend on the ensemble size.
+
+    One call at a time runs on an ensemble: a second call from another thread while one is
+    running raises RuntimeError (use one Ensemble per thread).
     """
 
     def __init__(
@@ -115,9 +152,9 @@ class Ensemble:
         if dt.name not in _DTYPES:
             raise ValueError(f"dtype: expected 'float64' or 'float32', got {dt.name!r}")
         self.dtype = dt
-        if activation not in _ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+                f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
             )
         self.activation = activation
         self.bias = bool(bias)
@@ -125,17 +162,33 @@ class Ensemble:
         self.moment_gradient = bool(moment_gradient)
         self.generic_kernel = bool(generic_kernel)
         self.widths = widths_list
-        self._layout = core.Layout(widths_list, self.bias, _ACTIVATIONS[activation])
-        n_params = int(self._layout.n_params)
-        _checks.check_memory(
-            self.n_members * (n_params * dt.itemsize + 32), f"Ensemble of {self.n_members} members"
+        layout = core.Layout(widths_list, self.bias, ACTIVATIONS[activation])
+        self._network = Network(
+            widths=tuple(widths_list),
+            dtype=dt,
+            bias=self.bias,
+            decay_bias=self.decay_bias,
+            activation=activation,
+            moment_gradient=self.moment_gradient,
+            generic_kernel=self.generic_kernel,
+            layout=layout,
         )
-        self._params = np.zeros((self.n_members, n_params), dtype=dt)
-        self._steps = np.zeros(self.n_members, dtype=np.int64)
-        self._diverged = np.zeros(self.n_members, dtype=np.uint8)
-        self._streams = np.arange(self.n_members, dtype=np.uint64)
-        self.last_history: History | None = None
-        self.last_escape_result: EscapeResult | None = None
+        _checks.check_memory(
+            self.n_members * (int(layout.n_params) * dt.itemsize + 48),
+            f"Ensemble of {self.n_members} members",
+        )
+        self._engine = Engine(self._network, self.n_members)
+
+    @property
+    def last_history(self) -> History | None:
+        """The History of the last :meth:`train` / :meth:`train_schedule` call (also when it
+        was interrupted)."""
+        return self._engine.last_history
+
+    @property
+    def last_escape_result(self) -> EscapeResult | None:
+        """The result of the last :meth:`run_until_escape` call (also when interrupted)."""
+        return self._engine.last_escape_result
 
     # ------------------------------------------------------------------ shape and state
     @property
@@ -146,49 +199,60 @@ class Ensemble:
     @property
     def n_params(self) -> int:
         """Parameters per member (weights and biases)."""
-        return int(self._layout.n_params)
+        return self._network.n_params
+
+    @property
+    def weight_offsets(self) -> list[int]:
+        """Where W_l starts in a member's flat parameter vector (see :attr:`params`)."""
+        return [int(o) for o in self._network.layout.w_offset]
+
+    @property
+    def bias_offsets(self) -> list[int] | None:
+        """Where b_l starts in a member's flat parameter vector, or None without biases."""
+        return [int(o) for o in self._network.layout.b_offset] if self.bias else None
+
+    @staticmethod
+    def _read_only(array: NDArray[Any]) -> NDArray[Any]:
+        view = array.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def steps(self) -> NDArray[np.int64]:
         """SGD steps each member has taken since its weights were last set (read-only)."""
-        view = self._steps.view()
-        view.flags.writeable = False
-        return view
+        return self._read_only(self._engine.steps)
 
     @property
     def diverged(self) -> NDArray[np.bool_]:
         """Members whose parameters became non-finite; they are skipped by training."""
-        return self._diverged.astype(bool)
+        return self._engine.diverged.astype(bool)
 
     @property
     def params(self) -> NDArray[Any]:
         """All parameters, shape (M, n_params), in the order W_1, b_1, ..., W_L, b_L (read-only)."""
-        view = self._params.view()
-        view.flags.writeable = False
-        return view
+        return self._read_only(self._engine.params)
 
     def _layer_view(self, start: int, shape: tuple[int, ...]) -> NDArray[Any]:
         size = int(np.prod(shape))
-        view = self._params[:, start : start + size].reshape((self.n_members, *shape))
+        view = self._engine.params[:, start : start + size].reshape((self.n_members, *shape))
         view.flags.writeable = False
         return view
 
     @property
     def weights(self) -> list[NDArray[Any]]:
         """Read-only views of the weights, one (M, out, in) array per layer."""
-        lay = self._layout
         return [
-            self._layer_view(lay.w_offset[l], (self.widths[l + 1], self.widths[l]))
-            for l in range(self.depth)
+            self._layer_view(o, (self.widths[l + 1], self.widths[l]))
+            for l, o in enumerate(self.weight_offsets)
         ]
 
     @property
     def biases(self) -> list[NDArray[Any]] | None:
         """Read-only views of the biases, one (M, out) array per layer, or None without biases."""
-        if not self.bias:
+        offsets = self.bias_offsets
+        if offsets is None:
             return None
-        lay = self._layout
-        return [self._layer_view(lay.b_offset[l], (self.widths[l + 1],)) for l in range(self.depth)]
+        return [self._layer_view(o, (self.widths[l + 1],)) for l, o in enumerate(offsets)]
 
     def __repr__(self) -> str:
         extra = ", bias=True" if self.bias else ""
@@ -199,9 +263,11 @@ class Ensemble:
         )
 
     # ------------------------------------------------------------------ setting parameters
-    def _reset_state(self) -> None:
-        self._steps[:] = 0
-        self._diverged[:] = 0
+    def _set_all(self, params: NDArray[Any]) -> None:
+        """New parameters for every member: step counters 0, flags and sample orders cleared."""
+        with self._engine.exclusive("set parameters"):
+            self._engine.params[...] = params
+            self._engine.reset_counters()
 
     def set_weights(
         self, weights: Sequence[ArrayLike], biases: Sequence[ArrayLike] | None = None
@@ -222,14 +288,13 @@ class Ensemble:
             raise ValueError(
                 f"weights: expected {self.depth} arrays (one per layer), got {len(weights)}"
             )
-        new = np.zeros_like(self._params)
-        lay = self._layout
+        new = np.zeros_like(self._engine.params)
         for l, w in enumerate(weights):
             shape = (self.widths[l + 1], self.widths[l])
             self._place(
                 new,
                 _checks.finite_array(w, f"weights[{l}]"),
-                lay.w_offset[l],
+                self.weight_offsets[l],
                 shape,
                 f"weights[{l}]",
             )
@@ -240,16 +305,16 @@ class Ensemble:
                 raise ValueError(
                     f"biases: expected {self.depth} arrays (one per layer), got {len(biases)}"
                 )
+            offsets = self.bias_offsets or []
             for l, b in enumerate(biases):
                 self._place(
                     new,
                     _checks.finite_array(b, f"biases[{l}]"),
-                    lay.b_offset[l],
+                    offsets[l],
                     (self.widths[l + 1],),
                     f"biases[{l}]",
                 )
-        self._params[...] = new
-        self._reset_state()
+        self._set_all(new)
 
     def _place(
         self,
@@ -293,8 +358,12 @@ class Ensemble:
                 f"({self.n_members}, {self.n_params}), "
                 f"got {arr.shape}"
             )
-        self._params[...] = arr
-        self._reset_state()
+        new = np.empty_like(self._engine.params)
+        with np.errstate(over="ignore"):
+            new[...] = arr
+        if not np.all(np.isfinite(new)):
+            raise ValueError("params: values overflow float32")
+        self._set_all(new)
 
     def init_random(self, std: float | str | None = None, *, seed: int = 0) -> None:
         """Draw every weight independently from a zero-mean normal; biases are set to zero.
@@ -332,46 +401,20 @@ class Ensemble:
             stds = [value] * self.depth
         draws = np.empty((self.n_members, self.n_params), dtype=np.float64)
         core.standard_normal(
-            seed, self._streams, 0, core.Purpose.init, draws, _resolve_threads(None)
+            seed, self._engine.streams, 0, core.Purpose.init, draws, int(core.default_threads())
         )
         new = np.zeros((self.n_members, self.n_params), dtype=np.float64)
-        lay = self._layout
-        for l in range(self.depth):
-            start, size = lay.w_offset[l], self.widths[l + 1] * self.widths[l]
+        for l, start in enumerate(self.weight_offsets):
+            size = self.widths[l + 1] * self.widths[l]
             new[:, start : start + size] = stds[l] * draws[:, start : start + size]
-        self._params[...] = new
-        self._reset_state()
+        self._set_all(new.astype(self.dtype))
 
     # ------------------------------------------------------------------ evaluation
     def _check_data(self, data: Any) -> Dataset:
-        if not isinstance(data, Dataset):
-            raise TypeError(f"data: expected a grokescape.Dataset, got {type(data).__name__}")
-        if data.d_in != self.widths[0] or data.d_out != self.widths[-1]:
-            raise ValueError(
-                f"data: has d_in={data.d_in}, d_out={data.d_out} but the networks map "
-                f"{self.widths[0]} -> {self.widths[-1]}"
-            )
-        return data
+        return self._network.check_data(data)
 
-    def _modes(
-        self, data: Dataset
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        return (
-            np.ascontiguousarray(data.mode_out.T),
-            np.ascontiguousarray(data.mode_in.T),
-            np.ascontiguousarray(data.eta_hat),
-        )
-
-    def _observable_arrays(self, rows: int, n_modes: int) -> dict[str, NDArray[np.float64]]:
-        m, k = self.n_members, min(self.widths[0], self.widths[-1])
-        return {
-            "train_mse": np.full((rows, m), np.nan),
-            "test_mse": np.full((rows, m), np.nan),
-            "loss": np.full((rows, m), np.nan),
-            "lam": np.full((rows, m, n_modes), np.nan),
-            "sv": np.full((rows, m, k), np.nan),
-            "energy": np.full((rows, m, n_modes), np.nan),
-        }
+    def _beta(self, beta: ArrayLike) -> NDArray[np.float64]:
+        return _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
 
     def observables(self, data: Dataset, beta: ArrayLike = 0.0, *, n_threads: int | None = None):
         """Exact full-batch observables of every member as a DataFrame (one row per member).
@@ -381,12 +424,11 @@ class Ensemble:
         reduced energies at the data's eta_hat).
         """
         data = self._check_data(data)
-        beta_arr = _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
-        out = self._evaluate(data, beta_arr, _resolve_threads(n_threads))
+        out = self._engine.evaluate(data, self._beta(beta), n_threads)
         hist = History(
             step=np.zeros(1, dtype=np.int64),
             epoch=np.zeros(1),
-            start_step=self._steps.copy(),
+            start_step=self._engine.steps.copy(),
             train_mse=out["train_mse"][None],
             test_mse=out["test_mse"][None],
             loss=out["loss"][None],
@@ -398,31 +440,6 @@ class Ensemble:
         )
         return hist.final().drop(columns=["step", "epoch"])
 
-    def _evaluate(
-        self, data: Dataset, beta: NDArray[np.float64], n_threads: int
-    ) -> dict[str, NDArray[np.float64]]:
-        x_tr, y_tr, x_te, y_te = data.arrays(self.dtype)
-        out = self._observable_arrays(1, data.n_modes)
-        core.evaluate(
-            self._layout,
-            self._params,
-            x_tr,
-            y_tr,
-            x_te,
-            y_te,
-            beta,
-            self.decay_bias,
-            *self._modes(data),
-            out["train_mse"],
-            out["test_mse"],
-            out["loss"],
-            out["lam"],
-            out["sv"],
-            out["energy"],
-            n_threads,
-        )
-        return {k: v[0] for k, v in out.items()}
-
     def loss(
         self, data: Dataset, beta: ArrayLike, *, n_threads: int | None = None
     ) -> NDArray[np.float64]:
@@ -430,8 +447,7 @@ class Ensemble:
         1/(2n) sum_n ||y_n - f(x_n)||^2 + beta/2 sum_l ||W_l||^2 (+ beta/2 ||b||^2 with
         ``decay_bias``), exact over the whole training set."""
         data = self._check_data(data)
-        beta_arr = _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
-        return self._evaluate(data, beta_arr, _resolve_threads(n_threads))["loss"]
+        return self._engine.evaluate(data, self._beta(beta), n_threads)["loss"]
 
     def gradients(
         self, data: Dataset, beta: ArrayLike, *, n_threads: int | None = None
@@ -445,33 +461,151 @@ class Ensemble:
             per layer, or None without biases.
         """
         data = self._check_data(data)
-        beta_arr = _checks.per_member(beta, "beta", self.n_members, low=0.0, low_inclusive=True)
-        x_tr, y_tr, _, _ = data.arrays(self.dtype)
-        grads = np.zeros_like(self._params)
-        core.gradients(
-            self._layout,
-            self._params,
-            x_tr,
-            y_tr,
-            beta_arr,
-            self.decay_bias,
-            grads,
-            _resolve_threads(n_threads),
-        )
-        lay, m = self._layout, self.n_members
+        grads = self._engine.gradients(data, self._beta(beta), n_threads)
+        m = self.n_members
         w = [
-            grads[:, lay.w_offset[l] : lay.w_offset[l] + self.widths[l + 1] * self.widths[l]]
+            grads[:, o : o + self.widths[l + 1] * self.widths[l]]
             .reshape(m, self.widths[l + 1], self.widths[l])
             .copy()
-            for l in range(self.depth)
+            for l, o in enumerate(self.weight_offsets)
         ]
+        offsets = self.bias_offsets
         b = None
-        if self.bias:
-            b = [
-                grads[:, lay.b_offset[l] : lay.b_offset[l] + self.widths[l + 1]].copy()
-                for l in range(self.depth)
-            ]
+        if offsets is not None:
+            b = [grads[:, o : o + self.widths[l + 1]].copy() for l, o in enumerate(offsets)]
         return w, b
+
+    def per_sample_gradient_moments(
+        self, data: Dataset, *, n_threads: int | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Moments of the per-sample gradients g_i (all parameters) of the data term
+        1/2 ||y_i - f(x_i)||^2 of each training sample, at every member's current state.
+
+        Returns
+        -------
+        (mean_sq, sq_mean) : ndarrays, shape (M,)
+            mean_sq = (1/n) sum_i ||g_i||^2 and sq_mean = ||(1/n) sum_i g_i||^2, so that
+            tr Cov(g) = mean_sq - sq_mean (see :func:`grokescape.sgd_noise.gradient_noise_scale`).
+        """
+        data = self._check_data(data)
+        return self._engine.gradient_moments(data, n_threads)
+
+    # ------------------------------------------------------------------ member states
+    def snapshot(self) -> EnsembleSnapshot:
+        """Copies of every member's complete dynamical state (see :class:`EnsembleSnapshot`).
+
+        ``ens.restore(snap)`` (or restoring into another ensemble of the same networks) and
+        running on gives bit for bit what running on from the moment of the snapshot gives.
+        """
+        with self._engine.exclusive("snapshot"):
+            arrays = {name: a.copy() for name, a in self._engine.state_arrays().items()}
+        return EnsembleSnapshot(
+            **arrays,
+            widths=tuple(self.widths),
+            dtype=self.dtype.name,
+            bias=self.bias,
+            activation=self.activation,
+        )
+
+    def restore(self, snapshot: EnsembleSnapshot, members: ArrayLike | None = None) -> None:
+        """Set members' states from a snapshot.
+
+        Parameters
+        ----------
+        snapshot : EnsembleSnapshot
+            Of networks with the same widths, dtype, biases and activation.
+        members : array of int, optional
+            Member members[k] takes the snapshot's member k. None: the snapshot has one state
+            per member and member k takes state k.
+        """
+        if not isinstance(snapshot, EnsembleSnapshot):
+            raise TypeError(
+                f"snapshot: expected an EnsembleSnapshot, got {type(snapshot).__name__}"
+            )
+        mine = (tuple(self.widths), self.dtype.name, self.bias, self.activation)
+        theirs = (snapshot.widths, snapshot.dtype, snapshot.bias, snapshot.activation)
+        if mine != theirs:
+            raise ValueError(
+                f"snapshot: of networks {theirs} (widths, dtype, bias, activation), "
+                f"this ensemble has {mine}"
+            )
+        n = snapshot.n_members
+        if members is None:
+            if n != self.n_members:
+                raise ValueError(
+                    f"snapshot: holds {n} members, this ensemble has {self.n_members}; "
+                    "say which members take them (members=...)"
+                )
+            target = np.arange(n, dtype=np.int64)
+        else:
+            target = self._member_indices(members, "members")
+            if target.size != n:
+                raise ValueError(f"members: expected {n} indices (one per snapshot member)")
+        source = core.EnsembleState(
+            layout=self._network.layout,
+            **{name: np.ascontiguousarray(getattr(snapshot, name)) for name in _SNAPSHOT_FIELDS},
+        )
+        with self._engine.exclusive("restore"):
+            self._engine.copy_members(source, np.arange(n), self._engine.core_state, target)
+
+    def clone(
+        self,
+        source: ArrayLike,
+        target: ArrayLike,
+        *,
+        streams: ArrayLike | None = None,
+        data: Dataset | None = None,
+        batch_size: int | None = None,
+        sampling: str = "epoch",
+    ) -> None:
+        """Member target[k] takes the state of member source[k] (copied first, so a member
+        may be both a source and a target).
+
+        Parameters
+        ----------
+        source, target : arrays of int, the same length
+        streams : array of int, optional
+            Continue target[k] with the fresh random stream streams[k] (a branch, as
+            splitting methods need): its Langevin noise, with-replacement batches and
+            later epochs' permutations come from that stream, while the epoch in progress
+            finishes in the order it began (the samples left in it are part of the Markov
+            state). Without streams the clone replays its source exactly.
+        data, batch_size, sampling
+            With streams and epoch sampling: the run the clone continues, which fixes where
+            the epoch in progress ends.
+        """
+        src = self._member_indices(source, "source")
+        dst = self._member_indices(target, "target")
+        if src.size != dst.size:
+            raise ValueError(f"target: expected {src.size} indices (one per source member)")
+        new_streams = None
+        per_epoch = 0
+        if streams is not None:
+            arr = np.asarray(streams)
+            if (
+                arr.shape != src.shape
+                or not np.issubdtype(arr.dtype, np.integer)
+                or np.any(arr < 0)
+            ):
+                raise ValueError(f"streams: expected {src.size} non-negative integers")
+            new_streams = arr.astype(np.uint64)
+            if data is None:
+                raise ValueError("data: a branch (streams=...) needs the run's data and batch size")
+            core_batch, per_epoch = batch_plan(self._check_data(data), batch_size, sampling)
+            if core_batch == 0 or sampling != "epoch":
+                per_epoch = 0  # no epoch order to keep
+        with self._engine.exclusive("clone"):
+            self._engine.copy_members(
+                self._engine.core_state, src, self._engine.core_state, dst, new_streams, per_epoch
+            )
+
+    def _member_indices(self, members: ArrayLike, name: str) -> NDArray[np.int64]:
+        arr = np.asarray(members)
+        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+            raise ValueError(f"{name}: expected a 1-d array of member indices")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.n_members):
+            raise ValueError(f"{name}: member indices must lie in [0, {self.n_members})")
+        return arr.astype(np.int64)
 
     # ------------------------------------------------------------------ training
     def train(
@@ -532,22 +666,21 @@ class Ensemble:
         steps = _checks.integer(steps, "steps", minimum=0)
         m = self.n_members
         lr_arr = _checks.per_member(lr, "lr", m, low=0.0, low_inclusive=False)
-        beta_arr = _checks.per_member(beta, "beta", m, low=0.0, low_inclusive=True)
         temp_arr = _checks.per_member(temperature, "temperature", m, low=0.0, low_inclusive=True)
-        stages = _Stages(
+        stages = Stages(
             end=np.array([steps], dtype=np.int64),
             lr=lr_arr[None, :],
-            beta=beta_arr[None, :],
+            beta=self._beta(beta)[None, :],
             temperature=temp_arr[None, :],
         )
         record_every = _checks.integer(record_every, "record_every", minimum=0)
         n_rec = steps // record_every + 2 if record_every > 0 else 1
-        self._check_record_memory(n_rec, data)
+        self._engine.check_record_memory(n_rec, data)
         if record_every > 0:
             record_at = np.unique(np.append(np.arange(0, steps + 1, record_every), steps))
         else:
             record_at = np.array([steps], dtype=np.int64)
-        return self._run(
+        return self._engine.train(
             data,
             stages,
             record_at.astype(np.int64),
@@ -586,20 +719,18 @@ class Ensemble:
         Other parameters and the return value are those of :meth:`train`; the History's
         ``stage`` array gives the stage each record belongs to (the one just finished).
         """
-        from grokescape.schedule import resolve_stages
-
         data = self._check_data(data)
         end, lr, beta, temp = resolve_stages(schedule, self.n_members)
-        stages = _Stages(end=end, lr=lr, beta=beta, temperature=temp)
+        stages = Stages(end=end, lr=lr, beta=beta, temperature=temp)
         total = stages.total
         record_every = _checks.integer(record_every, "record_every", minimum=0)
         n_rec = len(end) + 1 + (total // record_every if record_every else 0)
-        self._check_record_memory(n_rec, data)
+        self._engine.check_record_memory(n_rec, data)
         marks = [np.array([0]), end]
         if record_every:
             marks.append(np.arange(record_every, total + 1, record_every))
         record_at = np.unique(np.concatenate(marks)).astype(np.int64)
-        return self._run(
+        return self._engine.train(
             data,
             stages,
             record_at,
@@ -652,17 +783,17 @@ class Ensemble:
             last trajectory (its stream and step counter continue it under :meth:`train`).
             On Ctrl-C the partial result is kept in ``last_escape_result``.
         """
-        from grokescape.escape import run_until_escape
-
-        return run_until_escape(
-            self,
+        data = self._check_data(data)
+        max_steps = _checks.integer(max_steps, "max_steps", minimum=1)
+        m = self.n_members
+        return self._engine.run_until_escape(
             data,
             criterion,
             max_steps,
-            lr,
-            beta,
+            _checks.per_member(lr, "lr", m, low=0.0, low_inclusive=False),
+            self._beta(beta),
+            _checks.per_member(temperature, "temperature", m, low=0.0, low_inclusive=True),
             batch_size=batch_size,
-            temperature=temperature,
             sampling=sampling,
             seed=seed,
             refill=refill,
@@ -673,9 +804,7 @@ class Ensemble:
     @property
     def streams(self) -> NDArray[np.uint64]:
         """Random stream (trajectory id) of each member (read-only)."""
-        view = self._streams.view()
-        view.flags.writeable = False
-        return view
+        return self._read_only(self._engine.streams)
 
     def set_streams(self, streams: ArrayLike, steps: ArrayLike | None = None) -> None:
         """Set each member's random stream (trajectory id) and, optionally, its step counter,
@@ -687,7 +816,7 @@ class Ensemble:
             or np.any(arr < 0)
         ):
             raise ValueError(f"streams: expected {self.n_members} non-negative integers")
-        self._streams[:] = arr.astype(np.uint64)
+        new_steps = None
         if steps is not None:
             st = np.asarray(steps)
             if (
@@ -696,14 +825,12 @@ class Ensemble:
                 or np.any(st < 0)
             ):
                 raise ValueError(f"steps: expected {self.n_members} non-negative integers")
-            self._steps[:] = st
-
-    def _check_record_memory(self, n_rec: int, data: Dataset) -> None:
-        k = min(self.widths[0], self.widths[-1])
-        _checks.check_memory(
-            n_rec * self.n_members * (3 + 2 * data.n_modes + k) * 8,
-            f"Recording {n_rec} rows of observables for {self.n_members} members",
-        )
+            new_steps = st
+        with self._engine.exclusive("set_streams"):
+            self._engine.streams[:] = arr.astype(np.uint64)
+            self._engine.order_epochs[:] = -1  # a new stream starts its own sample order
+            if new_steps is not None:
+                self._engine.steps[:] = new_steps
 
     def step_kernel(
         self, data: Dataset, batch_size: int | None = None, sampling: str = "epoch"
@@ -715,159 +842,4 @@ class Ensemble:
         member per vector lane, minibatch / single-sample steps), ``"rows"`` or
         ``"samples"`` (one member at a time)."""
         data = self._check_data(data)
-        core_batch, _ = self._batch_plan(data, batch_size, sampling)
-        return str(
-            core.step_kernel(
-                self._layout,
-                core_batch,
-                data.n_train,
-                self.dtype == np.float32,
-                self.generic_kernel,
-                self.moment_gradient,
-            )
-        )
-
-    def _batch_plan(self, data: Dataset, batch_size: int | None, sampling: str) -> tuple[int, int]:
-        """(core batch size, 0 = full batch; batches per epoch)."""
-        if sampling not in _SAMPLING:
-            raise ValueError(f"sampling: expected one of {sorted(_SAMPLING)}, got {sampling!r}")
-        n = data.n_train
-        if batch_size is None:
-            return 0, 1
-        batch_size = _checks.integer(batch_size, "batch_size", minimum=1)
-        if sampling == "epoch" and batch_size >= n:
-            return 0, 1
-        return batch_size, max(1, n // batch_size)
-
-    def _run(
-        self,
-        data: Dataset,
-        stages: _Stages,
-        record_at: NDArray[np.int64],
-        *,
-        batch_size: int | None,
-        sampling: str,
-        seed: int,
-        n_threads: int | None,
-        progress: bool,
-    ) -> History:
-        """Advance every member through a schedule in chunks, recording at `record_at`."""
-        core_batch, per_epoch = self._batch_plan(data, batch_size, sampling)
-        seed = _checks.seed(seed)
-        threads = _resolve_threads(n_threads)
-        total = stages.total
-        x_tr, y_tr, x_te, y_te = data.arrays(self.dtype)
-        n_rec = int(record_at.size)
-        self._check_record_memory(n_rec, data)
-        rec = self._observable_arrays(n_rec, data.n_modes)
-        diverged_at = np.full(self.n_members, -1, dtype=np.int64)
-        start_steps = self._steps.copy()
-        was_diverged = self._diverged.astype(bool)
-        modes = self._modes(data)
-        stage_end = np.ascontiguousarray(stages.end)
-        lr, beta, temp = (
-            np.ascontiguousarray(a) for a in (stages.lr, stages.beta, stages.temperature)
-        )
-        chunk = max(1, min(total, int(2e5 // self.n_members) or 1))
-        interrupted = False
-        bar = tqdm(total=total, unit="step", disable=not progress, desc="train", leave=False)
-        try:
-            done = 0
-            while done < total or (total == 0 and done == 0):
-                n = min(chunk, total - done)
-                tic = time.perf_counter()
-                core.train(
-                    self._layout,
-                    self._params,
-                    self._steps,
-                    self._diverged,
-                    self._streams,
-                    x_tr,
-                    y_tr,
-                    x_te,
-                    y_te,
-                    stage_end,
-                    lr,
-                    beta,
-                    temp,
-                    core_batch,
-                    _SAMPLING[sampling],
-                    seed,
-                    self.decay_bias,
-                    done,
-                    n,
-                    record_at,
-                    *modes,
-                    rec["train_mse"],
-                    rec["test_mse"],
-                    rec["loss"],
-                    rec["lam"],
-                    rec["sv"],
-                    rec["energy"],
-                    diverged_at,
-                    threads,
-                    self.generic_kernel,
-                    self.moment_gradient,
-                )
-                elapsed = time.perf_counter() - tic
-                done += n
-                bar.update(n)
-                if total == 0:
-                    break
-                scale = _CHUNK_SECONDS / max(elapsed, 1e-6)
-                chunk = int(max(1, min(chunk * min(scale, 4.0), total)))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-        # Progress is read from the state the core wrote, not from Python variables that a
-        # Ctrl-C may have interrupted between the core's return and their update.
-        advanced = self._steps - start_steps
-        live = ~was_diverged
-        done = int(advanced[live].max()) if live.any() else 0
-        keep = record_at <= done if interrupted else np.ones(n_rec, dtype=bool)
-        newly = self._diverged.astype(bool) & ~was_diverged
-        hist = History(
-            step=record_at[keep].copy(),
-            epoch=record_at[keep] / per_epoch,
-            start_step=start_steps,
-            train_mse=rec["train_mse"][keep],
-            test_mse=rec["test_mse"][keep],
-            loss=rec["loss"][keep],
-            lam=rec["lam"][keep],
-            singular_values=rec["sv"][keep],
-            energy=rec["energy"][keep],
-            diverged=newly,
-            diverged_step=diverged_at,
-            interrupted=interrupted,
-            settings={
-                "lr": stages.lr,
-                "beta": stages.beta,
-                "temperature": stages.temperature,
-                "stage_end": stages.end,
-                "batch_size": batch_size,
-                "sampling": sampling,
-                "seed": seed,
-                "n_train": data.n_train,
-                "batches_per_epoch": per_epoch,
-                "widths": list(self.widths),
-                "dtype": self.dtype.name,
-                "bias": self.bias,
-                "decay_bias": self.decay_bias,
-                "activation": self.activation,
-            },
-        )
-        hist.stage = np.searchsorted(stages.end, hist.step, side="left")
-        self.last_history = hist
-        if newly.any():
-            logger.warning(
-                "%d of %d members diverged (non-finite parameters) and stopped",
-                int(newly.sum()),
-                self.n_members,
-            )
-        if interrupted:
-            raise KeyboardInterrupt(
-                f"training interrupted after {done} of {total} steps; the ensemble holds that "
-                "state and Ensemble.last_history the rows recorded so far"
-            )
-        return hist
+        return self._engine.step_kernel(data, batch_size, sampling)

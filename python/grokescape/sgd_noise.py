@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from grokescape import _checks
-from grokescape._native import core
 
 if TYPE_CHECKING:
     from grokescape.data import Dataset
@@ -43,23 +41,8 @@ def gradient_noise_scale(
         noise with the same mean per-parameter variance per step
         (2 lr T = lr^2 C_per_weight / B).
     """
-    from grokescape.ensemble import _resolve_threads
-
-    data = ensemble._check_data(dataset)
     batch_size = _checks.integer(batch_size, "batch_size", minimum=1)
-    m = ensemble.n_members
-    mean_sq = np.empty(m)
-    sq_mean = np.empty(m)
-    x_tr, y_tr, _, _ = data.arrays(ensemble.dtype)
-    core.per_sample_gradient_moments(
-        ensemble._layout,
-        ensemble._params,
-        x_tr,
-        y_tr,
-        mean_sq,
-        sq_mean,
-        _resolve_threads(n_threads),
-    )
+    mean_sq, sq_mean = ensemble.per_sample_gradient_moments(dataset, n_threads=n_threads)
     c_total = mean_sq - sq_mean
     p = ensemble.n_params
     out = pd.DataFrame(

@@ -14,6 +14,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from grokescape import stats
+from grokescape.stats import trajectories
 
 __all__ = ["plot_arrhenius", "plot_escape_histogram", "plot_survival"]
 
@@ -43,7 +44,7 @@ def _curves(
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ValueError("data: expected a (times, escaped) pair")
-        raw = stats._check_arrays(*data)
+        raw = trajectories.check_arrays(*data)
         return [(None, stats.survival_curve(*raw, confidence=confidence), raw)]
     if not isinstance(data, pd.DataFrame):
         raise TypeError(
@@ -55,13 +56,13 @@ def _curves(
             raise ValueError("by: only with a trajectory DataFrame, not a survival curve")
         return [(None, data, None)]
     if by is None:
-        raw = stats._trajectories(data, None, time)
+        raw = trajectories.trajectories(data, None, time)
         return [(None, stats.survival_curve(*raw, confidence=confidence), raw)]
     keys = [by] if isinstance(by, str) else list(by)
     for k in keys:
         if k not in data.columns:
             raise ValueError(f"by: column {k!r} not in data (columns {list(data.columns)})")
-    clean = stats._drop_diverged(data, stacklevel=5)
+    clean = trajectories.drop_diverged(data, stacklevel=5)
     out = []
     for key, group in clean.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -69,7 +70,7 @@ def _curves(
             f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
             for k, v in zip(keys, key, strict=True)
         )
-        raw = stats._from_frame(group, time)
+        raw = trajectories.from_frame(group, time)
         out.append((label, stats.survival_curve(*raw, confidence=confidence), raw))
     return out
 
@@ -197,7 +198,7 @@ def plot_escape_histogram(
     matplotlib Axes
     """
     ax = _axes(ax)
-    t, e = stats._trajectories(times, escaped, time)
+    t, e = trajectories.trajectories(times, escaped, time)
     res = stats.escape_rate(t, e)
     n_cens = int((~e).sum())
     if e.any():

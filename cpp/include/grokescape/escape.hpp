@@ -7,6 +7,7 @@
 // restarts from its initial state as a new trajectory with a new random stream). A slot
 // runs at most `budget` steps in a run; the trajectory in progress when the budget ends is
 // censored. A trajectory whose parameters become non-finite is flagged as diverged.
+// The run is the driver (driver.hpp) with EscapePolicy, so its steps are training's steps.
 //
 // Trajectory ids are the random streams: trajectory k >= 1 of slot m gets id
 // refill_base + (k - 1) M + m, so results do not depend on thread count or chunking.
@@ -17,11 +18,10 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <tuple>
 #include <vector>
 
+#include "grokescape/driver.hpp"
 #include "grokescape/singular_values.hpp"
-#include "grokescape/train.hpp"
 
 namespace grokescape {
 
@@ -136,23 +136,17 @@ bool criterion_holds(const Criterion& c, double value, const Layout& layout, con
   return false;
 }
 
-// Per-slot state that persists across chunks of a run (owned by Python).
-struct SlotState {
+// Per-slot state that persists across calls of a run (owned by Python), and how a slot
+// goes on after a trajectory ends.
+template <class S>
+struct Slots {
   std::uint8_t* active = nullptr;         // slot still running a trajectory
   std::int64_t* start_step = nullptr;     // RNG step at which the current trajectory began
   std::int64_t* hold_since = nullptr;     // age at which the criterion began to hold, or -1
   std::int64_t* trajectories = nullptr;   // trajectories started in this slot (>= 1)
-};
-
-struct EscapeOptions {
-  BatchPlan batches;
-  bool decay_bias = true;
+  const S* init_params = nullptr;         // (M, P): where a refilled trajectory starts
   bool refill = false;
-  std::uint64_t refill_base = 0;  // id of the first refilled trajectory of slot 0
-  std::int64_t n_steps = 0;       // slot steps in this chunk
-  int n_threads = 1;
-  bool generic_kernel = false;
-  bool moment_gradient = true;  // as TrainOptions::moment_gradient
+  std::uint64_t refill_base = 0;          // id of the first refilled trajectory of slot 0
 };
 
 // One finished trajectory (escaped or diverged).
@@ -162,195 +156,151 @@ struct EscapeEvent {
   std::int64_t escape_age;  // first step of the holding run (escape) or divergence step
   std::int64_t detect_age;  // step at which the slot stopped this trajectory
   bool diverged;
-  std::int64_t order;  // index of the event within its slot in this chunk
+  std::int64_t order;  // index of the event within its slot in this call
 };
 
-template <class S, Activation Act, class Shape>
-std::vector<EscapeEvent> run_slots(const Layout& layout, const EnsembleRef<S>& ens,
-                                   const S* init_params, const DataRef<S>& train,
-                                   const DataRef<S>& test, const ModeSpec& modes,
-                                   const double* lr_m, const double* beta_m,
-                                   const double* temperature_m, const Criterion& crit,
-                                   SlotState& slots, const EscapeOptions& opt) {
-  const Index n_members = ens.n_members;
-  const Index P = layout.n_params;
-  const BatchPlan& plan = opt.batches;
-  const Index batch = plan.full() ? train.n : plan.batch_size;
-  // the same kernel and member groups as train(): a trajectory replays exactly
-  const StepKernel kernel = choose_step_kernel<S, Act, Shape>(layout, plan, batch, opt.moment_gradient);
-  const int group = member_group_size<S, Act, Shape>(kernel, batch);
-  const Index n_groups = (n_members + group - 1) / group;
-  const Index eval_capacity = std::max<Index>(1, std::min<Index>(256, std::max(train.n, test.n)));
-  kernels::AlignedVector<S> x_full, y_full;
-  if (kernel == StepKernel::kRows && plan.full()) {
-    x_full = to_rows(train.x, train.n, layout.d_in(), kernels::padded(batch));
-    y_full = to_rows(train.y, train.n, layout.d_out(), kernels::padded(batch));
-  }
-  using Scratch = TrainScratch<S, Act, Shape>;
-  constexpr int kMax = kMaxMembers<S, Act, Shape>;
-  std::vector<std::vector<EscapeEvent>*> all_events;
-  std::mutex events_mutex;
-  std::vector<std::unique_ptr<std::vector<EscapeEvent>>> owned;
+// Checks the criterion every check_every steps of a trajectory's age and ends trajectories
+// that escaped or diverged (driver.hpp describes the policy interface).
+template <class S, Activation Act>
+struct EscapePolicy {
+  const Layout& layout;
+  const EnsembleRef<S>& ens;
+  const RunData<S>& data;
+  const Criterion& crit;
+  const Slots<S>& slots;
+  std::mutex& events_mutex;
+  std::vector<std::unique_ptr<std::vector<EscapeEvent>>>& events;  // one vector per thread
 
-  // A running slot's state lives here and in the thread's copy of its parameters while the
-  // group runs (neighbouring slots run on other threads, and writing their shared cache lines
-  // every step would serialise the threads); written back when the slot stops or the chunk
-  // ends.
-  struct Slot {
-    Index m;
-    S* params;     // parameter i at params[i * stride]
-    Index stride;
-    std::uint64_t stream;
-    std::int64_t step, start, hold_since, started, order;
-    bool active;
-    double sigma, threshold;  // sigma 0: no Langevin noise
+  struct Extra {
+    std::int64_t start, hold_since, started, order;
+    double threshold;
+    bool active;  // false once the trajectory ended without refill
+  };
+  struct Thread {
+    std::vector<EscapeEvent>* events;
+    CheckScratch checks;
+    std::vector<double> amplitude;  // mode amplitudes of a lane group's members (at_stop)
   };
 
-  parallel_members(
-      n_groups, opt.n_threads, std::max<Index>(1, kMemberGrain / group),
-      [&] {
-        auto events = std::make_unique<std::vector<EscapeEvent>>();
-        std::lock_guard<std::mutex> lock(events_mutex);
-        all_events.push_back(events.get());
-        owned.push_back(std::move(events));
-        return std::make_tuple(Scratch(layout, plan, train.n, kernel, batch, eval_capacity),
-                               all_events.back(), CheckScratch(layout, group));
-      },
-      [&](auto& state, Index g) {
-        Scratch& st = std::get<0>(state);
-        std::vector<EscapeEvent>& events = *std::get<1>(state);
-        CheckScratch& cs = std::get<2>(state);
-        Slot group_slots[kMax];
-        kernels::StepParams<S> sp[kMax];
-        int n_active = 0;
-        if (st.lanes_layout()) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
-        for (Index m = g * group; m < std::min(n_members, (g + 1) * group); ++m) {
-          if (!slots.active[m]) continue;
-          Slot& sl = group_slots[n_active];
-          sl.m = m;
-          sl.params = st.member_params(n_active);
-          sl.stride = st.member_stride();
-          for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = ens.params[m * P + i];
-          sl.stream = ens.streams[m];
-          sl.step = ens.steps[m];
-          sl.start = slots.start_step[m];
-          sl.hold_since = slots.hold_since[m];
-          sl.started = slots.trajectories[m];
-          sl.order = 0;
-          sl.active = true;
-          const double lr = lr_m[m], beta = beta_m[m];
-          const S decay = static_cast<S>(1.0 - lr * beta);
-          sp[n_active] = kernels::StepParams<S>{static_cast<S>(lr), decay, opt.decay_bias ? decay : S(1)};
-          sl.sigma = temperature_m[m] > 0.0 ? std::sqrt(2.0 * lr * temperature_m[m]) : 0.0;
-          sl.threshold = crit.values[m];
-          ++n_active;
-        }
-        auto save = [&](const Slot& sl) {
-          for (Index i = 0; i < P; ++i) ens.params[sl.m * P + i] = sl.params[i * sl.stride];
-          ens.streams[sl.m] = sl.stream;
-          ens.steps[sl.m] = sl.step;
-          slots.start_step[sl.m] = sl.start;
-          slots.hold_since[sl.m] = sl.hold_since;
-          slots.trajectories[sl.m] = sl.started;
-          slots.active[sl.m] = sl.active ? 1 : 0;
-        };
-        // Ends the slot's trajectory: with refill a new one starts from the slot's initial
-        // state, else the slot stops.
-        auto finish = [&](Slot& sl, std::int64_t escape_age, std::int64_t age, bool diverged) {
-          events.push_back({sl.m, sl.stream, escape_age, age, diverged, sl.order++});
-          if (!opt.refill) {
-            sl.active = false;
-            if (diverged) ens.diverged[sl.m] = 1;
-            return;
-          }
-          sl.stream = opt.refill_base + static_cast<std::uint64_t>((sl.started - 1) * n_members + sl.m);
-          ++sl.started;
-          for (Index i = 0; i < P; ++i) sl.params[i * sl.stride] = init_params[sl.m * P + i];
-          sl.step = 0;
-          sl.start = 0;
-          sl.hold_since = -1;
-        };
-        auto params_of = [&](const Slot& sl) -> const S* {
-          if (sl.stride == 1) return sl.params;
-          for (Index i = 0; i < P; ++i) st.member[i] = sl.params[i * sl.stride];
-          return st.member.data();
-        };
-        bool finite[kMax];
-        double amplitude[kMax];  // mode amplitudes of the group's lanes (lane_amplitudes)
-        const bool lane_amplitudes = st.lanes_layout() && crit.kind == CriterionKind::kModeAmplitude;
-        std::uint64_t streams[kMax];
-        std::int64_t steps[kMax];
-        for (std::int64_t r = 0; r < opt.n_steps && n_active > 0; ++r) {
-          for (int q = 0; q < n_active; ++q) {
-            streams[q] = group_slots[q].stream;
-            steps[q] = group_slots[q].step;
-          }
-          st.step(layout, plan, train, x_full.data(), y_full.data(), streams, steps, sp, n_active, finite);
-          double sigma[kMax];
-          for (int q = 0; q < n_active; ++q) sigma[q] = group_slots[q].sigma;
-          const bool noise_added = st.add_noise(plan, streams, steps, sigma, n_active, P);
-          if (noise_added || !st.lanes_layout()) st.check_finite(P, n_active, finite);
-          if (lane_amplitudes) {  // every slot's amplitude at once (computed whether due or not)
-            bool due = false;
-            for (int q = 0; q < n_active; ++q)
-              due = due || (group_slots[q].step + 1 - group_slots[q].start) % crit.check_every == 0;
-            if (due)
-              mode_amplitudes_lanes(layout, st.local.data(), group, modes.in_vec + crit.index * layout.d_in(),
-                                    modes.out_vec + crit.index * layout.d_out(), cs, amplitude);
-          }
-          for (int q = 0; q < n_active;) {
-            Slot& sl = group_slots[q];
-            ++sl.step;
-            const std::int64_t age = sl.step - sl.start;
-            if (!finite[q]) {
-              finish(sl, age, age, true);
-            } else if (age % crit.check_every == 0) {
-              if (lane_amplitudes ? amplitude[q] > sl.threshold
-                                  : criterion_holds<S, Act>(crit, sl.threshold, layout, params_of(sl),
-                                                            test, modes, st.eval, cs)) {
-                if (sl.hold_since < 0) sl.hold_since = age;
-                if (age - sl.hold_since >= crit.hold) finish(sl, sl.hold_since, age, false);
-              } else {
-                sl.hold_since = -1;
-              }
-            }
-            if (sl.active) {
-              ++q;
-              continue;
-            }
-            // The slot stopped and leaves the group (its step parameters move with it).
-            save(sl);
-            sp[q] = sp[n_active - 1];
-            amplitude[q] = amplitude[n_active - 1];
-            st.leave_group(group_slots, q, n_active, finite, P);
-            --n_active;
-          }
-        }
-        for (int q = 0; q < n_active; ++q) save(group_slots[q]);
-      });
+  Thread make_thread(int group) {
+    auto own = std::make_unique<std::vector<EscapeEvent>>();
+    std::lock_guard<std::mutex> lock(events_mutex);
+    events.push_back(std::move(own));
+    return Thread{events.back().get(), CheckScratch(layout, group),
+                  std::vector<double>(static_cast<std::size_t>(group), 0.0)};
+  }
+
+  bool admit(Index m) const { return slots.active[m] != 0; }
+
+  template <class M, class Scratch>
+  void enter(M& mb, Thread&, Scratch&) {
+    mb.x.start = slots.start_step[mb.m];
+    mb.x.hold_since = slots.hold_since[mb.m];
+    mb.x.started = slots.trajectories[mb.m];
+    mb.x.order = 0;
+    mb.x.threshold = crit.values[mb.m];
+    mb.x.active = true;
+  }
+
+  template <class M>
+  std::int64_t next_stop(const M& mb, std::int64_t r) const {
+    const std::int64_t age = mb.step - mb.x.start;
+    return r + (age / crit.check_every + 1) * crit.check_every - age;
+  }
+
+  template <class M>
+  bool due(const M& mb) const {
+    return (mb.step - mb.x.start) % crit.check_every == 0;
+  }
+
+  // Mode amplitudes of all lanes at once where any member is due: one pass over the group's
+  // parameters instead of a strided copy and a dependent scalar chain per member.
+  template <class Scratch>
+  bool lane_amplitudes(const Scratch& st) const {
+    return st.lanes_layout() && crit.kind == CriterionKind::kModeAmplitude;
+  }
+
+  template <class M, class Scratch>
+  void at_stop(M* members, int n, std::int64_t, Thread& th, Scratch& st) {
+    if (!lane_amplitudes(st)) return;
+    bool any = false;
+    for (int q = 0; q < n; ++q) any = any || due(members[q]);
+    if (any)
+      mode_amplitudes_lanes(layout, st.local.data(), st.group,
+                            data.modes.in_vec + crit.index * layout.d_in(),
+                            data.modes.out_vec + crit.index * layout.d_out(), th.checks,
+                            th.amplitude.data());
+  }
+
+  // Ends the member's trajectory: with refill a new one starts from the slot's initial
+  // state, else the slot stops.
+  template <class M>
+  Next finish(M& mb, Thread& th, std::int64_t escape_age, std::int64_t age, bool diverged) {
+    th.events->push_back({mb.m, mb.stream, escape_age, age, diverged, mb.x.order++});
+    if (!slots.refill) {
+      if (diverged) ens.diverged[mb.m] = 1;
+      mb.x.active = false;
+      return Next::kLeave;
+    }
+    mb.stream = slots.refill_base + static_cast<std::uint64_t>((mb.x.started - 1) * ens.n_members + mb.m);
+    ++mb.x.started;
+    const S* init = slots.init_params + mb.m * layout.n_params;
+    for (Index i = 0; i < layout.n_params; ++i) mb.params[i * mb.stride] = init[i];
+    mb.order = SampleOrder{};
+    mb.step = 0;
+    mb.x.start = 0;
+    mb.x.hold_since = -1;
+    return Next::kRestart;
+  }
+
+  template <class M, class Scratch>
+  Next act(M& mb, int q, bool finite, std::int64_t, Thread& th, Scratch& st) {
+    const std::int64_t age = mb.step - mb.x.start;
+    if (!finite) return finish(mb, th, age, age, true);
+    if (!due(mb)) return Next::kContinue;
+    const bool holds =
+        lane_amplitudes(st)
+            ? th.amplitude[q] > mb.x.threshold
+            : criterion_holds<S, Act>(crit, mb.x.threshold, layout, st.contiguous(mb, layout.n_params),
+                                      data.test, data.modes, st.eval, th.checks);
+    if (!holds) {
+      mb.x.hold_since = -1;
+      return Next::kContinue;
+    }
+    if (mb.x.hold_since < 0) mb.x.hold_since = age;
+    if (age - mb.x.hold_since >= crit.hold) return finish(mb, th, mb.x.hold_since, age, false);
+    return Next::kContinue;
+  }
+
+  template <class M>
+  void save(const M& mb) const {
+    slots.start_step[mb.m] = mb.x.start;
+    slots.hold_since[mb.m] = mb.x.hold_since;
+    slots.trajectories[mb.m] = mb.x.started;
+    slots.active[mb.m] = mb.x.active ? 1 : 0;
+  }
+};
+
+// Advances every active slot among members [span.member_begin, span.member_end) by
+// span.n_steps steps; returns the trajectories that ended, by slot and in order.
+template <class S>
+std::vector<EscapeEvent> run_until_escape(const Layout& layout, const EnsembleRef<S>& ens,
+                                          const RunData<S>& data, const Schedule& sched,
+                                          const Criterion& crit, const Slots<S>& slots,
+                                          const RunOptions& opt, const Span& span) {
+  std::mutex events_mutex;
+  std::vector<std::unique_ptr<std::vector<EscapeEvent>>> events;
+  with_kernel_shape(layout, opt.kernels, [&](auto act, auto shape) {
+    constexpr Activation Act = decltype(act)::value;
+    EscapePolicy<S, Act> policy{layout, ens, data, crit, slots, events_mutex, events};
+    drive<S, Act, decltype(shape)>(layout, ens, data, sched, opt, span, policy);
+  });
   std::vector<EscapeEvent> merged;
-  for (auto* ev : all_events) merged.insert(merged.end(), ev->begin(), ev->end());
+  for (const auto& ev : events) merged.insert(merged.end(), ev->begin(), ev->end());
   std::sort(merged.begin(), merged.end(), [](const EscapeEvent& a, const EscapeEvent& b) {
     return a.slot != b.slot ? a.slot < b.slot : a.order < b.order;
   });
   return merged;
-}
-
-// Advances every active slot by opt.n_steps steps; returns the trajectories that ended.
-template <class S>
-std::vector<EscapeEvent> run_until_escape(const Layout& layout, const EnsembleRef<S>& ens,
-                                          const S* init_params, const DataRef<S>& train,
-                                          const DataRef<S>& test, const ModeSpec& modes,
-                                          const double* lr, const double* beta,
-                                          const double* temperature, const Criterion& crit,
-                                          SlotState& slots, const EscapeOptions& opt) {
-  return with_activation(layout, [&](auto act) {
-    constexpr Activation Act = decltype(act)::value;
-    return kernels::with_compiled_shape<Act>(layout, opt.generic_kernel, [&](auto shape) {
-      return run_slots<S, Act, decltype(shape)>(layout, ens, init_params, train, test, modes, lr,
-                                                beta, temperature, crit, slots, opt);
-    });
-  });
 }
 
 }  // namespace grokescape

@@ -5,7 +5,7 @@
 #include "grokescape/network.hpp"
 #include "grokescape/observables.hpp"
 #include "grokescape/parallel.hpp"
-#include "grokescape/train.hpp"
+#include "grokescape/records.hpp"
 
 namespace grokescape {
 
@@ -23,7 +23,7 @@ void evaluate(const Layout& layout, const Scalar* params, Index n_members,
         [&](Workspace<Scalar>& ws, Index m) {
           evaluate_member<Scalar, Act>(layout, params + m * layout.n_params, train, test,
                                        out.modes, beta[m], decay_bias, ws,
-                                       detail::record_slot(out, layout, 0, m, n_members));
+                                       out.slot(layout, 0, m, n_members));
         });
   };
   with_activation(layout, run);

@@ -3,7 +3,8 @@
 //  - full batch: every sample, in their stored order (no randomness at all);
 //  - epoch sampling: epoch e = step / batches_per_epoch draws a fresh permutation of the
 //    n samples from the stream (seed, member, e, kPermutation) and cuts it into
-//    floor(n / B) batches; the remainder is dropped;
+//    floor(n / B) batches; the remainder is dropped (a branched member finishes its
+//    parent's epoch: SampleOrder in member_state.hpp);
 //  - with replacement: B indices drawn uniformly from (seed, member, step, kReplacement).
 // Addressing by absolute step makes any chunking of a run give the same batches.
 #pragma once
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "grokescape/layout.hpp"
+#include "grokescape/member_state.hpp"
 #include "grokescape/philox.hpp"
 
 namespace grokescape {
@@ -102,21 +104,27 @@ class BatchSampler {
         perm_(static_cast<std::size_t>(n_train)),
         drawn_(static_cast<std::size_t>(plan.full() ? 0 : plan.batch_size)) {}
 
-  // Indices of the batch of member stream `stream` at its absolute step `step`
-  // (batch_size of them). Not for full batches.
-  const Index* indices(std::uint64_t stream, std::int64_t step) {
+  // Indices of the batch of the member with random stream `stream` and sample order `order`
+  // at its absolute step `step` (batch_size of them). Not for full batches.
+  const Index* indices(std::uint64_t stream, const SampleOrder& order, std::int64_t step) {
     // Steps [first_step_, first_step_ + per_epoch_) of stream_ use the permutation held:
-    // that test is all a B = 1 step pays, inlined; the rest is out of line.
+    // that test is all a B = 1 step pays, inlined; the rest is out of line. A stream names
+    // one trajectory, so its order cannot change while the permutation is held (a member
+    // whose state is replaced calls forget()).
     const Index within = step - first_step_;
     if (plan_.sampling == Sampling::kEpoch && held_ && stream == stream_ && within >= 0 &&
         within < per_epoch_)
       return perm_.data() + within * plan_.batch_size;
-    return draw(stream, step);
+    return draw(stream, order, step);
   }
+
+  // The next call draws its permutation afresh.
+  void forget() { held_ = false; }
 
  private:
   // Batches with replacement, and the first step of an epoch (or of another stream).
-  __attribute__((noinline)) const Index* draw(std::uint64_t stream, std::int64_t step) {
+  __attribute__((noinline)) const Index* draw(std::uint64_t stream, const SampleOrder& order,
+                                              std::int64_t step) {
     const Index b = plan_.batch_size;
     if (plan_.sampling == Sampling::kReplacement) {
       DrawStream draws(plan_.seed, stream, static_cast<std::uint64_t>(step), Purpose::kReplacement);
@@ -124,7 +132,8 @@ class BatchSampler {
       return drawn_.data();
     }
     const Index epoch = step / per_epoch_;
-    epoch_permutation(plan_.seed, stream, static_cast<std::uint64_t>(epoch), perm_);
+    epoch_permutation(plan_.seed, order.stream_for(epoch, stream), static_cast<std::uint64_t>(epoch),
+                      perm_);
     first_step_ = epoch * per_epoch_;
     stream_ = stream;
     held_ = true;
