@@ -1,6 +1,7 @@
 """`grokescape reproduce --quick` end to end: every figure, data file and REPORT.md is
 written, and each experiment's numbers say what the physics says."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -66,6 +67,25 @@ def test_depth_and_nonlinear(quick_run):
     assert np.all(np.diff(table.barrier) > 0)
     v = quick_run[1]["nonlinear"].values
     assert v["reentries"] == 0 and min(v["jumps"]) > 0.1
+
+
+def test_each_experiment_separates_compute_plot_and_report():
+    from matplotlib.figure import Figure
+
+    from grokescape.experiments import EXPERIMENTS, landscape
+
+    for name, module in EXPERIMENTS.items():
+        for step in ("compute", "plot", "report", "run"):
+            assert callable(getattr(module, step, None)), (name, step)
+    cfg = {**load_config(True)["landscape"], "seed": 0}
+    computed = landscape.compute(cfg)
+    figures = landscape.plot(computed, cfg)
+    assert all(isinstance(f, Figure) for f in figures.values())
+    rep = landscape.report(computed, cfg)
+    res = landscape.run(cfg)
+    assert rep.claims == res.claims and rep.markdown == res.markdown
+    assert list(res.tables) == list(computed.tables) and list(res.figures) == list(figures)
+    plt.close("all")
 
 
 def test_config_echo_and_quick_overrides():

@@ -76,6 +76,45 @@ def test_random_residual_is_off_the_learned_channels_with_given_norm(data):
         traps.aligned_weights(data, [2, 1, 2], 1, 0.1)
 
 
+def test_random_residual_is_addressed_by_member_stream():
+    """Member m's residual is the row (seed, m, step 0, purpose residual) of standard
+    normals cut into the layers' matrices, each scaled to the given Frobenius norm."""
+    from grokescape._native import core
+
+    widths, m, size = [3, 4, 2], 5, 0.25
+    draws = np.empty((m, 4 * 3 + 2 * 4))
+    core.standard_normal(11, np.arange(m, dtype=np.uint64), 0, core.Purpose.residual, draws, 1)
+    blocks = [draws[:, :12].reshape(m, 4, 3), draws[:, 12:].reshape(m, 2, 4)]
+    res = traps.random_residual(widths, m, size, seed=11)
+    for got, block in zip(res, blocks, strict=True):
+        norm = np.linalg.norm(block.reshape(m, -1), axis=1)
+        assert np.array_equal(got, size * block / norm[:, None, None])
+    # a member's draw does not depend on the ensemble's size
+    assert all(
+        np.array_equal(a[:2], b)
+        for a, b in zip(res, traps.random_residual(widths, 2, size, seed=11), strict=True)
+    )
+    excl = traps.random_residual(widths, m, size, seed=11, exclude_channels=[1, 3])
+    assert np.all(excl[0][:, [1, 3], :] == 0) and np.all(excl[1][:, :, [1, 3]] == 0)
+    np.testing.assert_allclose(np.linalg.norm(excl[1].reshape(m, -1), axis=1), size, rtol=1e-12)
+    with pytest.raises(ValueError, match="exclude_channels"):
+        traps.random_residual(widths, m, size, exclude_channels=[4])
+    with pytest.raises(ValueError, match="size"):
+        traps.random_residual(widths, m, -1.0)
+
+
+def test_add_random_residual_adds_to_the_weights_and_keeps_biases():
+    ens = ge.Ensemble(WIDTHS, 3, bias=True)
+    ens.init_random(seed=4)
+    ens.set_weights(ens.weights, [np.full((3, w), 0.5) for w in WIDTHS[1:]])
+    before = [np.array(w) for w in ens.weights]
+    traps.add_random_residual(ens, 0.1, seed=6)
+    extra = traps.random_residual(WIDTHS, 3, 0.1, seed=6)
+    for w, b, r in zip(ens.weights, before, extra, strict=True):
+        assert np.array_equal(w, b + r)
+    assert all(np.all(b == 0.5) for b in ens.biases)
+
+
 def test_checkpoint_protocol_prepares_a_rank1_trap_and_reports_residuals(data):
     ens = ge.Ensemble(WIDTHS, 6)
     ens.init_random(seed=0)

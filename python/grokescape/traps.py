@@ -1,5 +1,6 @@
-"""Initial states for escape experiments: aligned traps built from the theory, and the
-paper's checkpoint protocol (train to convergence at beta = 0, then at beta_trap).
+"""Initial states for escape experiments: aligned traps built from the theory, the paper's
+checkpoint protocol (train to convergence at beta = 0, then at beta_trap), and the random
+residual that is added to a trap to let it escape.
 
 Physics (physics.md section 5): in a bias-free linear network the set of weights in which
 every layer has rank <= r is invariant under SGD, so an exactly trapped state (residual 0)
@@ -24,7 +25,13 @@ if TYPE_CHECKING:
     from grokescape.data import Dataset
     from grokescape.ensemble import Ensemble
 
-__all__ = ["aligned_weights", "checkpoint_trap", "layer_residuals"]
+__all__ = [
+    "add_random_residual",
+    "aligned_weights",
+    "checkpoint_trap",
+    "layer_residuals",
+    "random_residual",
+]
 
 
 def _learned_modes(learned: int | Sequence[int], n_modes: int) -> list[int]:
@@ -74,9 +81,9 @@ def aligned_weights(
     residual_kind : {"channel", "random"}
         "channel": each unlearned mode i gets per-layer amplitude `residual` in its own
         hidden channel (so lambda_i = residual^L), the same for every member.
-        "random": every layer gets an independent Gaussian matrix with the rows and columns
-        of the learned channels removed (off the learned manifold), scaled to Frobenius norm
-        `residual`, drawn per member from the stream (seed, member, purpose "residual").
+        "random": every layer gets :func:`random_residual` of Frobenius norm `residual` with
+        the learned channels excluded (off the learned manifold), drawn per member from the
+        stream (seed, member, purpose "residual").
     n_members : int or None
         Number of members for per-member arrays; None returns one network
         (not allowed with residual_kind="random").
@@ -135,40 +142,104 @@ def aligned_weights(
     n_members = _checks.integer(n_members, "n_members", minimum=1)
     stacked = [np.repeat(w[None], n_members, axis=0) for w in weights]
     if residual_kind == "random" and residual > 0:
-        _add_random_residual(stacked, widths, modes, residual, n_members, _checks.seed(seed))
+        noise = random_residual(widths, n_members, residual, seed=seed, exclude_channels=modes)
+        for layer, extra in zip(stacked, noise, strict=True):
+            layer += extra
     return stacked
 
 
-def _add_random_residual(
-    stacked: list[NDArray[np.float64]],
-    widths: list[int],
-    modes: list[int],
-    residual: float,
+def random_residual(
+    widths: Sequence[int],
     n_members: int,
-    seed: int,
-) -> None:
+    size: float,
+    *,
+    seed: int = 0,
+    exclude_channels: Sequence[int] = (),
+) -> list[NDArray[np.float64]]:
+    """A random residual: for every member, one Gaussian matrix per layer of Frobenius norm
+    `size`.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Network widths [d_in, h_1, ..., d_out].
+    n_members : int
+        Number of members; each gets its own draw.
+    size : float
+        Frobenius norm of every layer's matrix (0 gives zeros).
+    seed : int
+    exclude_channels : sequence of int
+        Hidden channels the residual leaves alone: their rows (where the channel is a
+        layer's output) and columns (where it is a layer's input) are zeroed before the
+        scaling, so the residual lies off these channels (an aligned trap's learned ones).
+
+    Returns
+    -------
+    list of arrays
+        Layer l as (n_members, out, in).
+
+    Notes
+    -----
+    Member m draws from the random stream (seed, trajectory m, step 0, purpose "residual"):
+    one row of standard normals whose consecutive blocks are the layers' matrices, layer 1
+    first, each row-major (out, in). A member's residual therefore depends neither on the
+    ensemble's size nor on the thread count. A layer with no entry left free gets zeros.
+    """
+    widths = [_checks.integer(w, "widths", minimum=1) for w in widths]
     depth = len(widths) - 1
+    if depth < 1:
+        raise ValueError(f"widths: expected at least [d_in, d_out], got {widths}")
+    n_members = _checks.integer(n_members, "n_members", minimum=1)
+    size = float(_checks.finite_array(size, "size"))
+    if size < 0:
+        raise ValueError(f"size: expected >= 0, got {size}")
+    channels = sorted({_checks.integer(c, "exclude_channels", minimum=0) for c in exclude_channels})
+    hidden = widths[1:-1]
+    if channels and hidden and channels[-1] >= min(hidden):
+        raise ValueError(
+            f"exclude_channels: channel {channels[-1]} out of range (narrowest hidden layer "
+            f"has {min(hidden)})"
+        )
     sizes = [widths[l + 1] * widths[l] for l in range(depth)]
     draws = np.empty((n_members, sum(sizes)))
     core.standard_normal(
-        seed,
+        _checks.seed(seed),
         np.arange(n_members, dtype=np.uint64),
         0,
         core.Purpose.residual,
         draws,
         int(core.default_threads()),
     )
+    out = []
     start = 0
     for l in range(depth):
         noise = draws[:, start : start + sizes[l]].reshape(n_members, widths[l + 1], widths[l])
         start += sizes[l]
-        # remove the learned channels: their rows (hidden outputs) and columns (hidden inputs)
         if l < depth - 1:
-            noise[:, modes, :] = 0.0
+            noise[:, channels, :] = 0.0
         if l > 0:
-            noise[:, :, modes] = 0.0
+            noise[:, :, channels] = 0.0
         norm = np.linalg.norm(noise.reshape(n_members, -1), axis=1)
-        stacked[l] += residual * noise / norm[:, None, None]
+        out.append(size * noise / np.where(norm > 0, norm, 1.0)[:, None, None])
+    return out
+
+
+def add_random_residual(ens: Ensemble, size: float, *, seed: int = 0) -> None:
+    """Add a :func:`random_residual` of Frobenius norm `size` to every layer of every member.
+
+    Parameters
+    ----------
+    ens : Ensemble
+        Changed in place; biases are kept, step counters and divergence flags are reset as
+        by :meth:`~grokescape.ensemble.Ensemble.set_weights`.
+    size : float
+        Frobenius norm of each layer's residual.
+    seed : int
+        Member m draws from the stream (seed, m, step 0, purpose "residual").
+    """
+    residual = random_residual(ens.widths, ens.n_members, size, seed=seed)
+    weights = [np.asarray(w, dtype=float) + r for w, r in zip(ens.weights, residual, strict=True)]
+    ens.set_weights(weights, ens.biases)
 
 
 def layer_residuals(ens: Ensemble, rank: int) -> NDArray[np.float64]:

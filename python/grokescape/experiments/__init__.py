@@ -1,9 +1,13 @@
 """The paper's experiments (physics.md section 6) and the ones that go past it.
 
-Each experiment is a function ``run(config, *, n_threads=None, progress=False)`` returning an
-:class:`~grokescape.experiments.common.ExperimentResult` with its data tables, figures,
-the rows it contributes to the report's table of the paper's claims, and a markdown
-section. :func:`grokescape.reproduce.reproduce` runs them and writes the outputs.
+Each experiment is a module with three steps, ``compute`` (simulations and theory: tables
+and values), ``plot`` (figures from them) and ``report`` (the rows it contributes to the
+report's table of the paper's claims, and a markdown section), composed by
+``run(config, *, n_threads=None, progress=False)`` into an
+:class:`~grokescape.experiments.common.ExperimentResult`
+(:func:`~grokescape.experiments.common.run_experiment`). The escape experiments measure
+through :func:`~grokescape.experiments.escape_sweep.escape_sweep`.
+:func:`grokescape.reproduce.reproduce` runs them and writes the outputs.
 """
 
 from grokescape.experiments import (

@@ -9,12 +9,12 @@ the way up, and never come back on the way down (lambda = 0 stays a local minimu
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from grokescape import theory
 from grokescape.ensemble import Ensemble
@@ -22,11 +22,15 @@ from grokescape.experiments.common import (
     CONFIRMED,
     REFUTED,
     Claim,
+    Computed,
     ExperimentResult,
+    Report,
     fmt,
     markdown_table,
     paper_data,
+    run_experiment,
     verdict_within,
+    widths_label,
 )
 from grokescape.schedule import beta_sweep
 
@@ -40,7 +44,17 @@ PAPER_DROPS = {0: 0.42, 1: 0.36}  # the paper's drops, for its modes eta = 0.9 a
 def sweep(
     config: dict[str, Any], activation: str, *, n_threads: int | None, progress: bool
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run the up-and-down beta sweep; returns the per-stage table and the raw arrays."""
+    """Run the up-and-down beta sweep of an ensemble with `activation` hidden units.
+
+    Returns
+    -------
+    DataFrame
+        One row per stage (beta = 0 first): direction, beta, epoch, test and train MSE,
+        per-mode amplitude (mean, std, learned fraction) and rank fractions.
+    dict
+        The raw arrays: data, lam (stage, member, mode), rank (stage, member), betas,
+        direction, n_up (stages of the way up, beta = 0 included) and members.
+    """
     data = paper_data(config)
     widths = config["widths"]
     m = int(config["members"])
@@ -112,11 +126,24 @@ def drop_betas(raw: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def plot(table: pd.DataFrame, data: Any, depth: int, title: str) -> plt.Figure:
+def reentries(raw: dict[str, Any]) -> int:
+    """Members in which a mode unlearned at the top of the sweep is learned again on the
+    way down."""
+    n_up, lam = raw["n_up"], raw["lam"]
+    return int(
+        np.sum(np.any(lam[n_up:] > LEARNED, axis=0) & ~np.any(lam[n_up - 1] > LEARNED, axis=0))
+    )
+
+
+def plot_sweep(table: pd.DataFrame, eta_hat: np.ndarray, depth: int, title: str) -> Figure:
+    """Test MSE, per-mode amplitudes (with the theory's minimum and saddle) and rank
+    fractions against beta, up and down, with the spinodal and coexistence betas of
+    `eta_hat`."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     up, down = table[table.direction == "up"], table[table.direction == "down"]
-    beta_c = np.atleast_1d(theory.spinodal_beta(data.eta_hat, depth))
-    beta_s = np.atleast_1d(theory.coexistence_beta(data.eta_hat, depth))
+    n_modes = len(eta_hat)
+    beta_c = np.atleast_1d(theory.spinodal_beta(eta_hat, depth))
+    beta_s = np.atleast_1d(theory.coexistence_beta(eta_hat, depth))
     colors = ["C0", "C1", "C2"]
     ax = axes[0]
     ax.plot(up.beta, up.test_mse, "-o", ms=3, color="k", label=r"$\beta$ up")
@@ -124,7 +151,7 @@ def plot(table: pd.DataFrame, data: Any, depth: int, title: str) -> plt.Figure:
     ax.set(xlabel=r"$\beta$", ylabel="test MSE", title="test MSE")
     ax = axes[1]
     grid = np.linspace(0, table.beta.max(), 400)
-    for i in range(data.n_modes):
+    for i in range(n_modes):
         c = colors[i % 3]
         ax.plot(
             up.beta,
@@ -132,20 +159,20 @@ def plot(table: pd.DataFrame, data: Any, depth: int, title: str) -> plt.Figure:
             "o",
             ms=3,
             color=c,
-            label=rf"mode {i} ($\hat\eta$={data.eta_hat[i]:.3f}) up",
+            label=rf"mode {i} ($\hat\eta$={eta_hat[i]:.3f}) up",
         )
         ax.plot(down.beta, down[f"lambda_{i}"], "s", ms=3, mfc="none", color=c, label="down")
-        sp = theory.stationary_points(data.eta_hat[i], grid, depth)
+        sp = theory.stationary_points(eta_hat[i], grid, depth)
         ax.plot(grid, sp.minimum, "-", color=c, lw=1, alpha=0.7)
         ax.plot(grid, sp.saddle, ":", color=c, lw=1, alpha=0.7)
     ax.set(xlabel=r"$\beta$", ylabel=r"$\lambda_i$", title="per-mode amplitude (lines: theory)")
     ax = axes[2]
-    for r in range(data.n_modes + 1):
+    for r in range(n_modes + 1):
         ax.plot(up.beta, up[f"rank{r}"], "-", color=colors[r % 3], label=f"rank {r} (up)")
         ax.plot(down.beta, down[f"rank{r}"], "--", color=colors[r % 3], label=f"rank {r} (down)")
     ax.set(xlabel=r"$\beta$", ylabel="fraction of members", title="rank of the end-to-end map")
     for ax in axes:
-        for i in range(data.n_modes):
+        for i in range(n_modes):
             ax.axvline(beta_c[i], color=colors[i % 3], lw=0.8, alpha=0.6)
             ax.axvline(beta_s[i], color=colors[i % 3], lw=0.8, ls=":", alpha=0.6)
         ax.legend(fontsize=7, frameon=False)
@@ -157,27 +184,24 @@ def plot(table: pd.DataFrame, data: Any, depth: int, title: str) -> plt.Figure:
     return fig
 
 
-def run(
+def compute(
     config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    tic = time.perf_counter()
+) -> Computed:
+    """The linear network's sweep, its drop betas, re-entries and rank jumps.
+
+    Returns tables ``sweep`` (:func:`sweep`) and ``drops`` (per mode: median and quartiles
+    of the drop beta beside the spinodals of eta_hat and eta and the paper's); values
+    ``drops`` (M, modes), ``beta_c`` (of eta_hat), ``reentries``, ``jumps`` (members whose
+    rank changes by more than one between stages on the way up), ``eta_hat``, ``members``.
+    """
     table, raw = sweep(config, "linear", n_threads=n_threads, progress=progress)
     data = raw["data"]
     depth = len(config["widths"]) - 1
     drops = drop_betas(raw)
     beta_c = np.atleast_1d(theory.spinodal_beta(data.eta_hat, depth))
     beta_c_nominal = np.atleast_1d(theory.spinodal_beta(np.asarray(config["eta"]), depth))
-    n_up = raw["n_up"]
-    lam_down = raw["lam"][n_up:]
-    reentries = int(
-        np.sum(np.any(lam_down > LEARNED, axis=0) & ~np.any(raw["lam"][n_up - 1] > LEARNED, axis=0))
-    )
-    # rank changes by one: count members whose rank ever jumps by two between stages (up)
-    rank_up = raw["rank"][:n_up]
+    rank_up = raw["rank"][: raw["n_up"]]
     jumps = int(np.sum(np.any(np.abs(np.diff(rank_up, axis=0)) > 1, axis=0)))
-    m = raw["members"]
-    res = ExperimentResult(NAME, config)
-    res.tables["sweep"] = table
     drop_rows = []
     for i in range(data.n_modes):
         d = drops[:, i]
@@ -195,29 +219,54 @@ def run(
                 "paper": PAPER_DROPS.get(i, np.nan),
             }
         )
-    res.tables["drops"] = pd.DataFrame(drop_rows)
-    res.figures["phase_diagram"] = plot(
-        table, data, depth, "Fig. 3: [2,10,10,2], up and down sweep"
+    return Computed(
+        tables={"sweep": table, "drops": pd.DataFrame(drop_rows)},
+        values={
+            "drops": drops,
+            "beta_c": beta_c,
+            "reentries": reentries(raw),
+            "jumps": jumps,
+            "eta_hat": data.eta_hat,
+            "members": raw["members"],
+        },
     )
+
+
+def plot(computed: Computed, config: dict[str, Any]) -> dict[str, Figure]:
+    """The paper's Fig. 3 with the down-sweep."""
+    depth = len(config["widths"]) - 1
+    fig = plot_sweep(
+        computed.tables["sweep"],
+        computed.values["eta_hat"],
+        depth,
+        f"Fig. 3: {widths_label(config['widths'])}, up and down sweep",
+    )
+    return {"phase_diagram": fig}
+
+
+def report(computed: Computed, config: dict[str, Any]) -> Report:
+    """The drops beside the paper's, single rank changes, and hysteresis."""
+    v = computed.values
+    m, jumps, n_reentries = v["members"], v["jumps"], v["reentries"]
     step = config["beta_step"]
-    for row in drop_rows:
-        i = row["mode"]
-        res.claims.append(
-            Claim(
-                NAME,
-                f"test MSE drop (mode {i}, eta = {row['eta']})",
-                f"beta = {row['paper']}",
-                f"{fmt(row['drop_median'])} [{fmt(row['drop_q25'])}, "
-                f"{fmt(row['drop_q75'])}]; theory "
-                f"beta_c(eta_hat = {row['eta_hat']:.3f}) = {row['beta_c_eta_hat']:.3f}, "
-                f"beta_c(eta) = {row['beta_c_nominal']:.3f}",
-                f"{m} members, grid {step}",
-                verdict_within(row["drop_median"], row["paper"], 0.02),
-                "median [IQR] of the first beta of the up-sweep where the mode is unlearned; the "
-                "drop sits at the spinodal of the sample's eta_hat, which n = 512 moves by ~0.02",
-            )
+    drops = computed.tables["drops"]
+    claims = [
+        Claim(
+            NAME,
+            f"test MSE drop (mode {row.mode}, eta = {row.eta})",
+            f"beta = {row.paper}",
+            f"{fmt(row.drop_median)} [{fmt(row.drop_q25)}, "
+            f"{fmt(row.drop_q75)}]; theory "
+            f"beta_c(eta_hat = {row.eta_hat:.3f}) = {row.beta_c_eta_hat:.3f}, "
+            f"beta_c(eta) = {row.beta_c_nominal:.3f}",
+            f"{m} members, grid {step}",
+            verdict_within(row.drop_median, row.paper, 0.02),
+            "median [IQR] of the first beta of the up-sweep where the mode is unlearned; the "
+            "drop sits at the spinodal of the sample's eta_hat, which n = 512 moves by ~0.02",
         )
-    res.claims.append(
+        for row in drops.itertuples()
+    ]
+    claims.append(
         Claim(
             NAME,
             "rank changes by one at each drop",
@@ -227,27 +276,34 @@ def run(
             CONFIRMED if jumps == 0 else REFUTED,
         )
     )
-    res.claims.append(
+    claims.append(
         Claim(
             NAME,
             "hysteresis: no re-entry on the down-sweep without noise",
             "described, not shown",
-            f"{reentries} re-entries in {m} members",
+            f"{n_reentries} re-entries in {m} members",
             f"{m} members",
-            CONFIRMED if reentries == 0 else REFUTED,
+            CONFIRMED if n_reentries == 0 else REFUTED,
         )
     )
-    res.values = {"drops": drops, "beta_c": beta_c, "reentries": reentries, "jumps": jumps}
-    res.markdown = (
+    markdown = (
         f"Data: eta = {config['eta']}, n = {config['n_train']}, empirical eta_hat = "
-        f"{np.round(data.eta_hat, 4).tolist()}. {m} members swept beta from 0 to "
+        f"{np.round(v['eta_hat'], 4).tolist()}. {m} members swept beta from 0 to "
         f"{config['beta_max']} and back in steps of {step}, {config['epochs_per_beta']} epochs "
         f"at each value (lr {config['lr']}, B {config['batch_size']}).\n\n"
-        + markdown_table(res.tables["drops"])
-        + f"\n\nOn the way down no mode returns ({reentries} re-entries): lambda = 0 stays a "
+        + markdown_table(drops)
+        + f"\n\nOn the way down no mode returns ({n_reentries} re-entries): lambda = 0 stays a "
         "local minimum at every beta > 0 at depth 3, so the loop is wide open, as the theory "
         "says. Drops tend to come slightly before the spinodal: near beta_c the barrier back "
         "to lambda = 0 vanishes and minibatch noise crosses it early."
     )
-    res.seconds = time.perf_counter() - tic
-    return res
+    return Report(claims, markdown)
+
+
+def run(
+    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
+) -> ExperimentResult:
+    """Compute, plot and report the phase diagram."""
+    return run_experiment(
+        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
+    )

@@ -10,15 +10,15 @@ the residual's size (random off-manifold residuals, one direction per member).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
+from matplotlib.figure import Figure
 
 from grokescape import traps
-from grokescape.data import teacher_data
+from grokescape.data import Dataset, teacher_data
 from grokescape.ensemble import Ensemble
 from grokescape.escape import ModeThreshold
 from grokescape.experiments.common import (
@@ -26,19 +26,50 @@ from grokescape.experiments.common import (
     NOT_WELL_DEFINED,
     REFUTED,
     Claim,
+    Computed,
     ExperimentResult,
+    Report,
     fmt,
     markdown_table,
+    run_experiment,
 )
+from grokescape.experiments.escape_sweep import EscapePoint, escape_sweep
 
 NAME = "sparse-grokking"
 
 
-def run(
+def _rank1_trap(
+    data: Dataset, config: dict[str, Any], n_members: int, residual: float, seed: int
+) -> Ensemble:
+    """The aligned rank-1 trap at the config's beta plus a random off-manifold residual."""
+    ens = Ensemble(config["widths"], n_members)
+    ens.set_weights(
+        traps.aligned_weights(
+            data,
+            config["widths"],
+            1,
+            float(config["beta"]),
+            residual=residual,
+            residual_kind="random",
+            n_members=n_members,
+            seed=seed,
+        )
+    )
+    return ens
+
+
+def compute(
     config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    tic = time.perf_counter()
-    res = ExperimentResult(NAME, config)
+) -> Computed:
+    """Escape epochs against the residual's size, a determinism check, and the curves.
+
+    Returns table ``delay_vs_residual`` (per residual: n, escaped, median and 10th/90th
+    percentiles of the escape epoch; the exact trap first) and ``trajectories``; values
+    ``delays``, ``main`` (the curve residual's row), ``deterministic`` (two seeds give the
+    same full-batch run), ``full_batch``, ``data``, ``curve`` (the History of the curve
+    members, recorded at log-spaced epochs), ``plateau_train`` and ``plateau_test`` (their
+    MSE a tenth of the way into the records).
+    """
     data = teacher_data(
         config["eta"],
         config["n_train"],
@@ -46,90 +77,64 @@ def run(
         seed=config["data_seed"],
         pool=config["pool"],
     )
-    widths, beta, lr, m = (
-        config["widths"],
-        float(config["beta"]),
-        float(config["lr"]),
-        int(config["members"]),
-    )
+    beta, lr, m = float(config["beta"]), float(config["lr"]), int(config["members"])
     epochs = int(config["epochs"])
     b = int(config["batch_size"])
     full_batch = b >= data.n_train
     per_epoch = 1 if full_batch else data.n_train // b
-    rows, frames = [], []
-    for r in [0.0, *config["residuals"]]:
-        ens = Ensemble(widths, m)
-        ens.set_weights(
-            traps.aligned_weights(
-                data,
-                widths,
-                1,
-                beta,
-                residual=r,
-                residual_kind="random",
-                n_members=m,
-                seed=config["seed"],
+
+    def points() -> Iterator[EscapePoint]:
+        for r in [0.0, *config["residuals"]]:
+            yield EscapePoint(
+                labels={"residual": r},
+                ensemble=_rank1_trap(data, config, m, r, config["seed"]),
+                data=data,
+                criterion=ModeThreshold(1, value=float(config["escape_threshold"]), on="sv"),
+                max_steps=epochs * per_epoch,
+                lr=lr,
+                beta=beta,
+                batch_size=b,
+                seed=config["seed"] + 1,
             )
-        )
-        out = ens.run_until_escape(
-            data,
-            ModeThreshold(1, value=1e-3, on="sv"),
-            epochs * per_epoch,
-            lr,
-            beta,
-            batch_size=b,
-            seed=config["seed"] + 1,
-            n_threads=n_threads,
-            progress=progress,
-        )
-        t = out.table.assign(residual=r)
-        frames.append(t)
-        esc = t[t.escaped]
-        rows.append(
-            {
-                "residual": r,
-                "n": len(t),
-                "escaped": int(t.escaped.sum()),
-                "median_escape_epoch": float(esc.escape_epoch.median()) if len(esc) else np.nan,
-                "q10": float(esc.escape_epoch.quantile(0.1)) if len(esc) else np.nan,
-                "q90": float(esc.escape_epoch.quantile(0.9)) if len(esc) else np.nan,
-            }
-        )
-    delays = pd.DataFrame(rows)
-    res.tables["delay_vs_residual"] = delays
-    res.tables["trajectories"] = pd.concat(frames, ignore_index=True)
+
+    sweep = escape_sweep(points(), n_threads=n_threads, progress=progress)
+    delays = sweep.rates.rename(columns={"escape_epoch_q10": "q10", "escape_epoch_q90": "q90"})[
+        ["residual", "n", "escaped", "median_escape_epoch", "q10", "q90"]
+    ]
 
     # determinism: different seeds give the same trajectory (full batch)
     same = []
     for sd in (1, 2):
-        e = Ensemble(widths, 2)
-        e.set_weights(
-            traps.aligned_weights(
-                data, widths, 1, beta, residual=1e-2, residual_kind="random", n_members=2, seed=3
-            )
-        )
+        e = _rank1_trap(data, config, 2, 1e-2, 3)
         e.train(data, 200, lr, beta, batch_size=b, seed=sd)
         same.append(e.params.copy())
     deterministic = bool(np.array_equal(same[0], same[1]))
 
-    # curves
     n_curve = int(config["curve_members"])
-    ens = Ensemble(widths, n_curve)
-    ens.set_weights(
-        traps.aligned_weights(
-            data,
-            widths,
-            1,
-            beta,
-            residual=float(config["curve_residual"]),
-            residual_kind="random",
-            n_members=n_curve,
-            seed=config["seed"],
-        )
-    )
+    ens = _rank1_trap(data, config, n_curve, float(config["curve_residual"]), config["seed"])
     marks = np.unique(np.round(np.geomspace(1, epochs, 80)).astype(int)) * per_epoch
     sched = [(int(n), lr, beta) for n in np.diff(np.r_[0, marks])]
-    hist = ens.train_schedule(data, sched, batch_size=b, n_threads=n_threads, progress=progress)
+    curve = ens.train_schedule(data, sched, batch_size=b, n_threads=n_threads, progress=progress)
+    plateau = len(curve.step) // 10
+    return Computed(
+        tables={"delay_vs_residual": delays, "trajectories": sweep.trajectories},
+        values={
+            "delays": delays,
+            "deterministic": deterministic,
+            "main": delays[delays.residual == float(config["curve_residual"])],
+            "full_batch": full_batch,
+            "data": data,
+            "curve": curve,
+            "plateau_train": float(np.median(curve.train_mse[plateau])),
+            "plateau_test": float(np.median(curve.test_mse[plateau])),
+        },
+    )
+
+
+def plot(computed: Computed, config: dict[str, Any]) -> dict[str, Figure]:
+    """The train and test curves (median, 10-90% band) and the escape epoch against the
+    residual."""
+    hist, delays = computed.values["curve"], computed.tables["delay_vs_residual"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True)
     ax = axes[0]
     for name, arr, c in (("train", hist.train_mse, "C0"), ("test", hist.test_mse, "C3")):
@@ -141,8 +146,8 @@ def run(
         xlabel="epoch",
         ylabel="MSE",
         xscale="log",
-        title=f"n = {data.n_train} of {config['pool']}, residual {config['curve_residual']} "
-        f"(median, 10-90%, {n_curve} members)",
+        title=f"n = {computed.values['data'].n_train} of {config['pool']}, residual "
+        f"{config['curve_residual']} (median, 10-90%, {config['curve_members']} members)",
     )
     ax.legend(frameon=False)
     ax = axes[1]
@@ -158,16 +163,19 @@ def run(
         xscale="log",
         yscale="log",
         xlabel="residual (Frobenius norm per layer)",
-        ylabel=r"escape epoch ($\sigma_2 > 10^{-3}$)",
+        ylabel=rf"escape epoch ($\sigma_2 >$ {config['escape_threshold']:g})",
         title="delay is set by the residual",
     )
-    res.figures["sparse_grokking"] = fig
+    return {"sparse_grokking": fig}
 
-    plateau = hist.train_mse[len(hist.step) // 10]
-    plateau_t = hist.test_mse[len(hist.step) // 10]
+
+def report(computed: Computed, config: dict[str, Any]) -> Report:
+    """The escape epoch beside the paper's, the plateau and the full-batch point."""
+    v = computed.values
+    delays = v["delays"]
     r0 = delays[delays.residual == 0.0].iloc[0]
-    main = delays[delays.residual == float(config["curve_residual"])]
-    res.claims += [
+    deterministic, full_batch = v["deterministic"], v["full_batch"]
+    claims = [
         Claim(
             NAME,
             "escape epoch (sigma_2 > 1e-3)",
@@ -177,7 +185,7 @@ def run(
                 for r in delays.itertuples()
             )
             + f"; exact trap: {r0.escaped}/{r0.n} escaped",
-            f"{m} per residual",
+            f"{config['members']} per residual",
             NOT_WELL_DEFINED,
             "the delay is set by the unstated residual, not by noise",
         ),
@@ -185,9 +193,9 @@ def run(
             NAME,
             "plateau: train MSE < test MSE",
             "yes",
-            f"train {np.median(plateau):.3f} vs test {np.median(plateau_t):.3f}",
-            f"{n_curve} members",
-            CONFIRMED if np.median(plateau) < np.median(plateau_t) else REFUTED,
+            f"train {v['plateau_train']:.3f} vs test {v['plateau_test']:.3f}",
+            f"{config['curve_members']} members",
+            CONFIRMED if v["plateau_train"] < v["plateau_test"] else REFUTED,
         ),
         Claim(
             NAME,
@@ -199,12 +207,20 @@ def run(
             CONFIRMED if full_batch and deterministic else REFUTED,
         ),
     ]
-    res.values = {"delays": delays, "deterministic": deterministic, "main": main}
-    res.markdown = (
+    data = v["data"]
+    markdown = (
         f"Data: {data.n_train} of a pool of {config['pool']}, {data.n_test} test samples, "
         "eta_hat = "
         f"{np.round(data.eta_hat, 3).tolist()} (strongly off eta with n = 25).\n\n"
         + markdown_table(delays)
     )
-    res.seconds = time.perf_counter() - tic
-    return res
+    return Report(claims, markdown)
+
+
+def run(
+    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
+) -> ExperimentResult:
+    """Compute, plot and report the sparse grokking experiment."""
+    return run_experiment(
+        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
+    )

@@ -20,89 +20,42 @@ stages are measured: the first and the second mode).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from grokescape import stats, theory, traps
-from grokescape._native import core
+from grokescape import theory, traps
+from grokescape.data import Dataset
 from grokescape.ensemble import Ensemble
 from grokescape.escape import ModeThreshold
 from grokescape.experiments.common import (
     NOT_REPRODUCED,
     REPRODUCED,
     Claim,
+    Computed,
     ExperimentResult,
+    Report,
+    checkpoint_ensemble,
+    copy_ensemble,
     fmt,
     markdown_table,
     paper_data,
+    run_experiment,
 )
+from grokescape.experiments.escape_sweep import EscapePoint, escape_sweep
+from grokescape.stats_plots import plot_survival
 
 NAME = "trapping"
 MECHANISMS = ("pure SGD", "residual", "noise", "biases")
+#: Mechanisms drawn in the test-MSE panel (biases are in the survival panel only).
+CURVE_MECHANISMS = ("noise", "residual", "pure SGD")
 
-
-def _prepared(
-    data: Any,
-    config: dict[str, Any],
-    trap_beta: float,
-    bias: bool,
-    n_threads: int | None,
-    progress: bool,
-) -> tuple[Ensemble, pd.DataFrame]:
-    m = int(config["members"])
-    ens = Ensemble(config["widths"], m, bias=bias)
-    ens.init_random(seed=config["seed"])
-    if bias:
-        rng = np.random.default_rng(config["seed"] + 17)
-        w = [np.asarray(x) for x in ens.weights]
-        b = [
-            rng.uniform(-1, 1, size=(m, config["widths"][l + 1])) / np.sqrt(config["widths"][l])
-            for l in range(len(w))
-        ]
-        ens.set_weights(w, b)
-    report = traps.checkpoint_trap(
-        ens,
-        data,
-        trap_beta,
-        lr=config["lr"],
-        batch_size=config["batch_size"],
-        block_epochs=config["prep_block_epochs"],
-        max_epochs=config["prep_max_epochs"],
-        seed=config["seed"] + 2,
-        n_threads=n_threads,
-        progress=progress,
-    )
-    return ens, report
-
-
-def _add_residual(ens: Ensemble, size: float, seed: int) -> None:
-    """Add to every layer of every member a Gaussian matrix of Frobenius norm `size`."""
-    draws = np.empty((ens.n_members, ens.n_params))
-    core.standard_normal(
-        seed,
-        np.arange(ens.n_members, dtype=np.uint64),
-        0,
-        core.Purpose.residual,
-        draws,
-        int(core.default_threads()),
-    )
-    params = np.array(ens.params, dtype=float)
-    lay = ens._layout
-    for l in range(ens.depth):
-        a, n = lay.w_offset[l], ens.widths[l + 1] * ens.widths[l]
-        block = draws[:, a : a + n]
-        params[:, a : a + n] += size * block / np.linalg.norm(block, axis=1, keepdims=True)
-    ens.set_params(params)
-
-
-def _copy(ens: Ensemble) -> Ensemble:
-    out = Ensemble(ens.widths, ens.n_members, bias=ens.bias)
-    out.set_params(ens.params)
-    return out
+#: (trap_beta, with biases) -> the prepared ensemble and its protocol report.
+Prepared = dict[tuple[float, bool], tuple[Ensemble, pd.DataFrame]]
 
 
 def random_init_convergence(
@@ -142,29 +95,16 @@ def random_init_convergence(
     return pd.DataFrame(conv_rows)
 
 
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    tic = time.perf_counter()
-    data = paper_data(config)
-    depth = len(config["widths"]) - 1
-    per_epoch = data.n_train // config["batch_size"]
-    budget = int(config["epochs"]) * per_epoch
-    short = int(config["epochs_short"]) * per_epoch
-    res = ExperimentResult(NAME, config)
+def _trap_rank(protocol_report: pd.DataFrame) -> int:
+    """The rank most members of a prepared trap sit in."""
+    return int(round(protocol_report["rank"].median()))
 
-    res.tables["random_init"] = random_init_convergence(data, config, n_threads)
 
-    prepared: dict[tuple[float, bool], tuple[Ensemble, pd.DataFrame]] = {}
-    for trap_beta in config["trap_betas"]:
-        for bias in (False, True):
-            prepared[(trap_beta, bias)] = _prepared(
-                data, config, trap_beta, bias, n_threads, progress
-            )
-    prep_rows = []
+def _preparation_table(prepared: Prepared) -> pd.DataFrame:
+    rows = []
     for (trap_beta, bias), (_, rep) in prepared.items():
         res_cols = [c for c in rep.columns if c.startswith("residual_layer")]
-        prep_rows.append(
+        rows.append(
             {
                 "trap_beta": trap_beta,
                 "biases": bias,
@@ -174,123 +114,197 @@ def run(
                 "max_layer_residual": float(rep[res_cols].to_numpy().max()),
             }
         )
-    res.tables["preparation"] = pd.DataFrame(prep_rows)
+    return pd.DataFrame(rows)
 
-    rows, frames = [], []
+
+def _with_mechanism(
+    prepared: Prepared, trap_beta: float, mechanism: str, config: dict[str, Any]
+) -> Ensemble:
+    """A copy of the prepared trap with the mechanism's residual or biases."""
+    ens = copy_ensemble(prepared[(trap_beta, mechanism == "biases")][0])
+    if mechanism == "residual":
+        traps.add_random_residual(ens, float(config["residual"]), seed=config["seed"] + 5)
+    return ens
+
+
+def _temperature(mechanism: str, config: dict[str, Any]) -> float:
+    return float(config["temperature"]) if mechanism == "noise" else 0.0
+
+
+def _escape_points(
+    data: Dataset, config: dict[str, Any], prepared: Prepared
+) -> Iterator[EscapePoint]:
+    """Every (beta, trap, mechanism, mode still to escape) of the experiment."""
+    depth = len(config["widths"]) - 1
+    per_epoch = data.n_train // config["batch_size"]
     for beta in config["betas"]:
         for trap_beta in config["trap_betas"]:
-            base, rep = prepared[(trap_beta, False)]
-            rank = int(round(rep["rank"].median()))
+            rank = _trap_rank(prepared[(trap_beta, False)][1])
             for mechanism in MECHANISMS:
-                if mechanism == "biases":
-                    ens = _copy(prepared[(trap_beta, True)][0])
-                else:
-                    ens = _copy(base)
-                if mechanism == "residual":
-                    _add_residual(ens, float(config["residual"]), config["seed"] + 5)
-                temperature = float(config["temperature"]) if mechanism == "noise" else 0.0
+                ens = _with_mechanism(prepared, trap_beta, mechanism, config)
+                # the paper's budget for noise and for the main pure-SGD run; the other
+                # mechanisms cannot escape at these betas and get a short budget
+                main = mechanism == "pure SGD" and beta == config["betas"][0] and rank == 1
+                long = mechanism == "noise" or main
+                epochs = int(config["epochs"] if long else config["epochs_short"])
                 for stage in range(rank, data.n_modes):
                     thr = float(theory.mode_thresholds(data.eta_hat[stage], beta, depth).lam)
                     if not np.isfinite(thr):
                         continue
-                    run_ens = _copy(ens)
-                    # the paper's budget for noise and for the main pure-SGD run; the other
-                    # mechanisms cannot escape at these betas and get a short budget
-                    main = mechanism == "pure SGD" and beta == config["betas"][0] and rank == 1
-                    steps = budget if mechanism == "noise" or main else short
-                    out = run_ens.run_until_escape(
-                        data,
-                        ModeThreshold(stage, value=thr, on="sv", check_every=per_epoch),
-                        steps,
-                        config["lr"],
-                        beta,
-                        batch_size=config["batch_size"],
-                        temperature=temperature,
-                        seed=config["seed"] + 7,
-                        n_threads=n_threads,
-                        progress=progress,
-                    )
-                    t = out.table.assign(
-                        beta=beta, trap=f"rank-{rank}", mechanism=mechanism, stage=f"sv_{stage}"
-                    )
-                    frames.append(t)
-                    rate = stats.escape_rate(t, time="time_epochs")
-                    esc = t[t.escaped]
-                    rows.append(
-                        {
+                    yield EscapePoint(
+                        labels={
                             "beta": beta,
                             "trap": f"rank-{rank}",
                             "mechanism": mechanism,
-                            "escape_of": f"mode {stage}",
-                            "n": len(t),
-                            "escaped": int(t.escaped.sum()),
-                            "escaped_fraction": float(t.escaped.mean()),
-                            "median_escape_epoch": float(esc.escape_epoch.median())
-                            if len(esc)
-                            else np.nan,
-                            "mean_tau_epochs": rate.tau,
-                            "tau_lower": rate.tau_lower,
-                            "tau_upper": rate.tau_upper,
-                            "budget_epochs": steps // per_epoch,
-                        }
+                            "stage": f"sv_{stage}",
+                        },
+                        row={"escape_of": f"mode {stage}"},
+                        ensemble=copy_ensemble(ens),
+                        data=data,
+                        criterion=ModeThreshold(stage, value=thr, on="sv", check_every=per_epoch),
+                        max_steps=epochs * per_epoch,
+                        lr=float(config["lr"]),
+                        beta=beta,
+                        batch_size=config["batch_size"],
+                        temperature=_temperature(mechanism, config),
+                        seed=config["seed"] + 7,
                     )
-    summary = pd.DataFrame(rows)
-    trajectories = pd.concat(frames, ignore_index=True)
-    res.tables["escapes"] = summary
-    res.tables["trajectories"] = trajectories
 
-    # Fig. 1a-like curves at the paper's beta, recorded at log-spaced epochs
+
+def _test_mse_curves(
+    data: Dataset, config: dict[str, Any], prepared: Prepared, n_threads: int | None
+) -> dict[tuple[float | None, str], pd.DataFrame]:
+    """Test MSE at log-spaced epochs at the paper's beta, from random initialisation (key
+    (None, "random init")) and from each trap with each of CURVE_MECHANISMS (key
+    (trap_beta, mechanism)): median and 10th and 90th percentiles over the members."""
     beta = config["betas"][0]
     n_curve = int(config["curve_members"])
+    per_epoch = data.n_train // config["batch_size"]
     marks = np.unique(np.round(np.geomspace(1, config["epochs"], 60)).astype(int)) * per_epoch
     lengths = np.diff(np.r_[0, marks])
 
-    def curve(ens: Ensemble, temperature: float) -> Any:
+    def curve(ens: Ensemble, temperature: float) -> pd.DataFrame:
         sched = [(int(n), config["lr"], beta, temperature) for n in lengths]
-        return ens.train_schedule(
+        h = ens.train_schedule(
             data,
             sched,
             batch_size=config["batch_size"],
             seed=config["seed"] + 9,
             n_threads=n_threads,
         )
+        q10, q90 = np.percentile(h.test_mse[1:], [10, 90], axis=1)
+        return pd.DataFrame(
+            {
+                "epoch": h.epoch[1:],
+                "median": np.median(h.test_mse[1:], axis=1),
+                "q10": q10,
+                "q90": q90,
+            }
+        )
 
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), constrained_layout=True)
-    ax = axes[0]
     ens = Ensemble(config["widths"], n_curve)
     ens.init_random(seed=config["seed"])
-    h = curve(ens, 0.0)
-    ax.plot(h.epoch[1:], np.median(h.test_mse[1:], axis=1), color="k", label="random init")
-    for k, trap_beta in enumerate(config["trap_betas"]):
+    curves: dict[tuple[float | None, str], pd.DataFrame] = {(None, "random init"): curve(ens, 0.0)}
+    for trap_beta in config["trap_betas"]:
         base = prepared[(trap_beta, False)][0]
-        for mech, ls in (("noise", "-"), ("residual", "-."), ("pure SGD", "--")):
+        for mechanism in CURVE_MECHANISMS:
             ens = Ensemble(config["widths"], n_curve)
             ens.set_params(base.params[:n_curve])
-            if mech == "residual":
-                _add_residual(ens, float(config["residual"]), config["seed"] + 5)
-            temp = float(config["temperature"]) if mech == "noise" else 0.0
-            h = curve(ens, temp)
-            c = f"C{k}"
-            ax.plot(
-                h.epoch[1:],
-                np.median(h.test_mse[1:], axis=1),
-                ls,
-                color=c,
-                label=f"{'rank-1' if k == 0 else 'rank-0'} trap (from beta={trap_beta}), {mech}",
+            if mechanism == "residual":
+                traps.add_random_residual(ens, float(config["residual"]), seed=config["seed"] + 5)
+            curves[(trap_beta, mechanism)] = curve(ens, _temperature(mechanism, config))
+    return curves
+
+
+def compute(
+    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
+) -> Computed:
+    """Prepare the traps, run every mechanism until escape, and record the curves.
+
+    Returns tables ``random_init`` (:func:`random_init_convergence`), ``preparation`` (per
+    trap: rank fractions, convergence, epochs, largest layer residual), ``escapes`` (per
+    beta, trap, mechanism and mode: escapes and tau in epochs within the budget) and
+    ``trajectories``; values ``summary`` (the escapes table), ``trap_ranks`` (trap_beta ->
+    rank), ``curves`` (:func:`_test_mse_curves`) and ``mse_levels`` (the theory's test MSE
+    of each rank at the paper's beta).
+    """
+    data = paper_data(config)
+    depth = len(config["widths"]) - 1
+    per_epoch = data.n_train // config["batch_size"]
+    random_init = random_init_convergence(data, config, n_threads)
+    prepared: Prepared = {}
+    for trap_beta in config["trap_betas"]:
+        for bias in (False, True):
+            prepared[(trap_beta, bias)] = checkpoint_ensemble(
+                data, config, trap_beta, bias=bias, n_threads=n_threads, progress=progress
             )
-            if mech == "noise":
-                ax.fill_between(
-                    h.epoch[1:],
-                    *np.percentile(h.test_mse[1:], [10, 90], axis=1),
-                    color=c,
-                    alpha=0.2,
-                    lw=0,
-                )
-    levels = theory.phase_diagram(data.eta_hat, [beta], depth, dataset=data)
-    for r in range(data.n_modes + 1):
-        col = f"test_mse_rank{r}"
-        if col in levels:
-            ax.axhline(float(levels[col].iloc[0]), color="0.7", lw=0.7, ls=":")
+    sweep = escape_sweep(
+        _escape_points(data, config, prepared), n_threads=n_threads, progress=progress
+    )
+    summary = sweep.rates.assign(budget_epochs=sweep.rates.max_steps // per_epoch).rename(
+        columns={"tau": "mean_tau_epochs"}
+    )[
+        [
+            "beta",
+            "trap",
+            "mechanism",
+            "escape_of",
+            "n",
+            "escaped",
+            "escaped_fraction",
+            "median_escape_epoch",
+            "mean_tau_epochs",
+            "tau_lower",
+            "tau_upper",
+            "budget_epochs",
+        ]
+    ]
+    levels = theory.phase_diagram(data.eta_hat, [config["betas"][0]], depth, dataset=data)
+    mse_levels = [
+        float(levels[f"test_mse_rank{r}"].iloc[0])
+        for r in range(data.n_modes + 1)
+        if f"test_mse_rank{r}" in levels
+    ]
+    return Computed(
+        tables={
+            "random_init": random_init,
+            "preparation": _preparation_table(prepared),
+            "escapes": summary,
+            "trajectories": sweep.trajectories,
+        },
+        values={
+            "summary": summary,
+            "trap_ranks": {tb: _trap_rank(prepared[(tb, False)][1]) for tb in config["trap_betas"]},
+            "curves": _test_mse_curves(data, config, prepared, n_threads),
+            "mse_levels": mse_levels,
+        },
+    )
+
+
+def plot(computed: Computed, config: dict[str, Any]) -> dict[str, Figure]:
+    """Test MSE against epoch from each start and mechanism, and survival in the traps,
+    at the paper's beta."""
+    beta = config["betas"][0]
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), constrained_layout=True)
+    ax = axes[0]
+    styles = {"noise": "-", "residual": "-.", "pure SGD": "--"}
+    for (trap_beta, mechanism), c in computed.values["curves"].items():
+        if trap_beta is None:
+            ax.plot(c.epoch, c["median"], color="k", label=mechanism)
+            continue
+        color = f"C{config['trap_betas'].index(trap_beta)}"
+        rank = computed.values["trap_ranks"][trap_beta]
+        ax.plot(
+            c.epoch,
+            c["median"],
+            styles[mechanism],
+            color=color,
+            label=f"rank-{rank} trap (from beta={trap_beta}), {mechanism}",
+        )
+        if mechanism == "noise":
+            ax.fill_between(c.epoch, c.q10, c.q90, color=color, alpha=0.2, lw=0)
+    for level in computed.values["mse_levels"]:
+        ax.axhline(level, color="0.7", lw=0.7, ls=":")
     ax.set(
         xscale="log",
         xlabel="epoch",
@@ -300,15 +314,12 @@ def run(
     )
     ax.legend(fontsize=7, frameon=False)
     ax = axes[1]
-    sub = trajectories[(trajectories.beta == beta)]
-    curves = {}
-    for (trap, mech, stage), g in sub.groupby(["trap", "mechanism", "stage"]):
-        curves[f"{trap}, {mech}, escape of {stage}"] = (
-            g.time_epochs.to_numpy(),
-            g.escaped.to_numpy(),
-        )
-    from grokescape.stats_plots import plot_survival
-
+    trajectories = computed.tables["trajectories"]
+    sub = trajectories[trajectories.beta == beta]
+    curves = {
+        f"{trap}, {mech}, escape of {stage}": (g.time_epochs.to_numpy(), g.escaped.to_numpy())
+        for (trap, mech, stage), g in sub.groupby(["trap", "mechanism", "stage"])
+    }
     plot_survival(curves, ax=ax, log=False)
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlim(0, config["epochs"])
@@ -317,11 +328,14 @@ def run(
         title=rf"survival in the trap, $\beta$ = {beta} (Kaplan-Meier; flat = no escape)",
     )
     ax.legend(fontsize=6, frameon=False, ncol=2)
-    res.figures["trapping"] = fig
+    return {"trapping": fig}
 
-    # claims
-    conv = res.tables["random_init"]
-    res.claims.append(
+
+def report(computed: Computed, config: dict[str, Any]) -> Report:
+    """Random-init convergence, and the rank-1 and rank-0 escapes beside the paper's."""
+    summary, conv = computed.values["summary"], computed.tables["random_init"]
+    beta = config["betas"][0]
+    claims = [
         Claim(
             NAME,
             "random init converges",
@@ -330,8 +344,8 @@ def run(
             f"{config['members']} members",
             REPRODUCED if conv.epochs_to_90pct_median.iloc[0] <= 20 else NOT_REPRODUCED,
         )
-    )
-    main = summary[(summary.beta == config["betas"][0]) & (summary.trap == "rank-1")]
+    ]
+    main = summary[(summary.beta == beta) & (summary.trap == "rank-1")]
     pure = main[main.mechanism == "pure SGD"]
     if len(pure):
         p = pure.iloc[0]
@@ -340,10 +354,10 @@ def run(
             for r in main.itertuples()
             if r.mechanism != "pure SGD"
         )
-        res.claims.append(
+        claims.append(
             Claim(
                 NAME,
-                "rank-1 trap escapes (beta 0.32, lr 0.08, B 64)",
+                f"rank-1 trap escapes (beta {beta}, lr {config['lr']}, B {config['batch_size']})",
                 "after ~5500 epochs",
                 f"pure SGD: {p.escaped}/{p.n} escaped in {config['epochs']} epochs. {others} "
                 f"(budgets in the table)",
@@ -353,14 +367,14 @@ def run(
                 "source is unstated (physics.md 7.6)",
             )
         )
-    r0 = summary[(summary.beta == config["betas"][0]) & (summary.trap == "rank-0")]
+    r0 = summary[(summary.beta == beta) & (summary.trap == "rank-0")]
     if len(r0):
         txt = "; ".join(
             f"{r.mechanism} ({r.escape_of}): {r.escaped}/{r.n}, tau = {fmt(r.mean_tau_epochs)}"
             for r in r0.itertuples()
         )
         pure0 = r0[r0.mechanism == "pure SGD"]
-        res.claims.append(
+        claims.append(
             Claim(
                 NAME,
                 "rank-0 trap: staged escape",
@@ -370,16 +384,23 @@ def run(
                 NOT_REPRODUCED if len(pure0) and pure0.escaped.sum() == 0 else REPRODUCED,
             )
         )
-    res.values = {"summary": summary}
-    res.markdown = (
+    markdown = (
         "Trap preparation (checkpoint protocol; residual = largest singular value of each layer "
         "beyond the trap's rank):\n\n"
-        + markdown_table(res.tables["preparation"])
+        + markdown_table(computed.tables["preparation"])
         + "\n\nEscapes within the budget (tau: censoring-aware mean escape time in epochs, "
         "events / time at risk, with its exact Poisson 95% interval):\n\n"
         + markdown_table(summary)
         + "\n\nRandom initialisation:\n\n"
-        + markdown_table(res.tables["random_init"])
+        + markdown_table(conv)
     )
-    res.seconds = time.perf_counter() - tic
-    return res
+    return Report(claims, markdown)
+
+
+def run(
+    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
+) -> ExperimentResult:
+    """Compute, plot and report the trapping experiment."""
+    return run_experiment(
+        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
+    )
