@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from grokescape import bench
+from grokescape.workloads import flops_per_member_step, moment_flops_per_member_step
 
 
 def test_flop_count_formula():
     # paper: S = 20 + 100 + 20 = 140, S2 = 120, B = 64: 4*64*140 + 2*64*120 + 3*140.
-    assert bench.flops_per_member_step([2, 10, 10, 2], 64) == 51620
-    assert bench.flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
+    assert flops_per_member_step([2, 10, 10, 2], 64) == 51620
+    assert flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
     # moment kernel, paper: 64 * 7 (batch rows) + 6 * 2 * 120 + 2 * 2 * 4 + 4 + 3 * 140
-    assert bench.moment_flops_per_member_step([2, 10, 10, 2], 64) == 448 + 1440 + 16 + 4 + 420
+    assert moment_flops_per_member_step([2, 10, 10, 2], 64) == 448 + 1440 + 16 + 4 + 420
 
 
 @pytest.mark.parametrize(

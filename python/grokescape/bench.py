@@ -1,27 +1,15 @@
 """Side-by-side peer benchmark: grokescape against NumPy, PyTorch and JAX on the same work.
 
 Run ``python benchmarks/peers.py [--quick] [--workloads paper tiny ...] [--out DIR]``
-(the same as :func:`main`). Every peer runs the exact SGD-with-L2 step of physics.md
-section 2 on an ensemble of M independent deep linear networks,
-``W <- (1 - lr beta) W - lr grad_data(W) [+ sqrt(2 lr T) xi]``, with epoch sampling (a
-fresh permutation per member and epoch, cut into floor(n/B) batches of B).
+(the same as :func:`main`). Every peer runs the same SGD-with-L2 steps of the same
+ensembles of deep linear networks.
 
 Workloads
 ---------
 
-========  ==================  =======  ====  ====  =====  ========  ======================
-name      widths              n_train  B     lr    beta   dtype     data
-========  ==================  =======  ====  ====  =====  ========  ======================
-paper     [2, 10, 10, 2]      512      64    0.08  0.32   float64   teacher eta (0.9, 0.8),
-                                                                    seed 0 (the paper's)
-tiny      [16, 16, 16, 16]    1024     1     5e-3  0.01   float32,  teacher, 16 modes eta
-                                                          float64   linspace(0.1, 0.9)
-wide      [64, 64, 64, 64]    1024     32    0.01  0.01   float32   teacher, 64 modes eta
-                                                                    linspace(0.1, 0.9)
-escape    [2, 10, 10, 2]      512      64    0.05  0.2    float64   as paper; aligned rank-1
-                                                                    trap, Langevin T with a
-                                                                    mean escape ~2000 steps
-========  ==================  =======  ====  ====  =====  ========  ======================
+paper, tiny, wide and escape: their networks, data, SGD settings, starting weights and
+flop counts are defined in :mod:`grokescape.workloads` (the same that ``grokescape bench``
+times).
 
 ``escape`` runs :meth:`grokescape.Ensemble.run_until_escape` with ``ModeThreshold(1)`` and
 ``refill=True`` and reports escape trajectories per hour. The peers can neither stop nor
@@ -31,17 +19,9 @@ escape, i.e. ``escapes/hour = member-steps/s * 3600 * (grokescape escapes / memb
 The temperature is calibrated once per full run from a stored Arrhenius fit (ln tau linear
 in 1/T) so that the measured mean escape time (steps at risk / escapes) is about 2000 steps.
 
-Flop count (per member-step; layer l maps in_l -> out_l, S = sum_l in_l out_l, S2 the same
-sum over layers l >= 2, P = S the number of weights)::
-
-    forward 2 B S  +  weight gradients 2 B S  +  error back-propagation 2 B S2  +  update 3 P
-
-(sampling, noise and escape checks are not counted). grokescape's default kernel for
-bias-free linear networks with few inputs and outputs (``Ensemble.step_kernel`` says
-``"moments"``: the paper and escape workloads) gets the same step from the batch's second
-moments (``kernels/moment_step.hpp``) and counts its own flops
-(:func:`moment_flops_per_member_step`: 2,328 instead of 51,620 for the paper workload).
-GFLOP/s = member-steps/s x the row's count / 1e9;
+Flops per member-step: :mod:`grokescape.workloads` (per-sample backpropagation's count;
+grokescape's ``"moments"`` kernel counts its own, 2,328 instead of 51,620 for the paper
+workload). GFLOP/s = member-steps/s x the row's count / 1e9;
 "% peak" divides by the best of a numpy 2048 x 2048 @ 2048 x 2048 matmul in the same
 dtype, measured in the same run.
 
@@ -121,97 +101,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "PEERS",
-    "WORKLOADS",
-    "Workload",
-    "flops_per_member_step",
-    "moment_flops_per_member_step",
-    "main",
-]
+from grokescape.workloads import (
+    ESCAPE_LN_TAU_SLOPE,
+    ESCAPE_T0,
+    ESCAPE_TARGET_TAU,
+    WORKLOADS,
+    Workload,
+    flops_per_member_step,
+    moment_flops_per_member_step,
+)
+
+__all__ = ["PEERS", "main"]
 
 PEERS = ("grokescape", "grokescape-per-sample", "numpy", "torch", "torch-compile", "jax")
 
-# Escape workload: temperature with a mean escape time of about 2000 steps for the paper
-# network at beta 0.2, lr 0.05, B 64 (measured with grokescape 0.1.0 on the seed-0 data),
-# and the local Arrhenius slope d ln(tau) / d(1/T) there, used for one correction step.
-ESCAPE_T0 = 4.8e-4
-ESCAPE_LN_TAU_SLOPE = 2.2e-3
-ESCAPE_TARGET_TAU = 2000.0
 _SCALING_ESCAPE_STEPS = 4000  # steps per slot in the thread-scaling escape run
 
 _RESULT_MARK = "@@GROKESCAPE-BENCH-RESULT@@ "
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One benchmark workload (see the module docstring)."""
-
-    name: str
-    widths: tuple[int, ...]
-    n_train: int
-    batch_size: int
-    lr: float
-    beta: float
-    dtypes: tuple[str, ...]
-    eta: tuple[float, ...]
-    n_test: int
-    description: str
-    escape: bool = False
-
-    def data(self):  # type: ignore[no-untyped-def]
-        """The workload's Dataset (a seeded Gaussian teacher)."""
-        from grokescape.data import teacher_data
-
-        return teacher_data(list(self.eta), self.n_train, self.n_test, seed=0)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, self.n_train // self.batch_size)
-
-
-def _linspace(lo: float, hi: float, n: int) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.linspace(lo, hi, n))
-
-
-WORKLOADS: dict[str, Workload] = {
-    "paper": Workload(
-        "paper", (2, 10, 10, 2), 512, 64, 0.08, 0.32, ("float64",), (0.9, 0.8), 512,
-        "the paper's network and data, epoch sampling",
-    ),
-    "tiny": Workload(
-        "tiny", (16, 16, 16, 16), 1024, 1, 5e-3, 0.01, ("float32", "float64"),
-        _linspace(0.1, 0.9, 16), 0, "16 x 16 layers, single-sample SGD",
-    ),
-    "wide": Workload(
-        "wide", (64, 64, 64, 64), 1024, 32, 0.01, 0.01, ("float32",),
-        _linspace(0.1, 0.9, 64), 0, "64 x 64 layers, B = 32",
-    ),
-    "escape": Workload(
-        "escape", (2, 10, 10, 2), 512, 64, 0.05, 0.2, ("float64",), (0.9, 0.8), 512,
-        "rank-1 trap + Langevin noise, run until escape with refill", escape=True,
-    ),
-}  # fmt: skip
-
-
-def flops_per_member_step(widths: Sequence[int], batch_size: int) -> float:
-    """Flops of one SGD step of one member (module docstring):
-    4 B S + 2 B S2 + 3 S with S = sum_l in_l out_l and S2 the sum over layers l >= 2."""
-    sizes = [widths[l] * widths[l + 1] for l in range(len(widths) - 1)]
-    s, s2 = sum(sizes), sum(sizes[1:])
-    return float(4 * batch_size * s + 2 * batch_size * s2 + 3 * s)
-
-
-def moment_flops_per_member_step(widths: Sequence[int], batch_size: int) -> float:
-    """Flops of one step of grokescape's moment kernel (kernels/moment_step.hpp) for one
-    member: B m (summing the batch's rows of per-sample products, m = d_in (d_in + 1) / 2 +
-    d_out d_in) + 6 d_in S2 (prefix products, weight gradients and error signals of layers
-    l >= 2) + 2 d_out d_in^2 + d_out d_in (top error) + 3 S (update)."""
-    sizes = [widths[l] * widths[l + 1] for l in range(len(widths) - 1)]
-    s, s2 = sum(sizes), sum(sizes[1:])
-    d_in, d_out = widths[0], widths[-1]
-    m = d_in * (d_in + 1) // 2 + d_out * d_in
-    return float(batch_size * m + 6 * d_in * s2 + 2 * d_out * d_in**2 + d_out * d_in + 3 * s)
 
 
 # ====================================================================== run settings
@@ -671,23 +577,6 @@ def _spec_for(wl: Workload, dtype: str, m: int, temperature: float = 0.0) -> _Ru
     )
 
 
-def _initial_weights(wl: Workload, data: Any, m: int, dtype: str, seed: int) -> list[np.ndarray]:
-    """Timing start: the aligned rank-1 trap (escape) or the paper's initialisation, every
-    weight N(0, 1/h) with h the (largest) hidden width; a fan-in scaled first layer of the
-    paper network lets a few in 10^4 members diverge at lr 0.08."""
-    if wl.escape:
-        from grokescape import traps
-
-        one = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
-        return [np.ascontiguousarray(np.broadcast_to(w.astype(dtype), (m, *w.shape))) for w in one]
-    rng = np.random.default_rng(seed)
-    std = np.dtype(dtype).type(1.0 / math.sqrt(max(wl.widths[1:-1])))
-    return [
-        rng.standard_normal((m, wl.widths[l + 1], wl.widths[l]), dtype=np.dtype(dtype)) * std
-        for l in range(len(wl.widths) - 1)
-    ]
-
-
 def _verify(peer: str, wl: Workload, dtype: str, data: Any) -> dict[str, Any]:
     """3 full-batch steps from grokescape's initial weights; max relative deviation."""
     from grokescape.ensemble import Ensemble
@@ -801,7 +690,7 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
     default = mode.grokescape_sizes if peer.startswith("grokescape") else mode.sizes
     sizes = [int(s) for s in task.get("sizes") or default]
     results: list[dict[str, Any]] = []
-    flops = _flops(wl, out.get("kernel"))
+    flops = wl.flops(out.get("kernel"))
     out["flops_per_member_step"] = flops
 
     def summary() -> dict[str, Any]:
@@ -835,7 +724,7 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
                 results.append({"n_members": m, "skipped": "time budget of this worker"})
                 break
         spec = _spec_for(wl, dtype, m, temperature)
-        weights = _initial_weights(wl, data, m, dtype, seed=1)
+        weights = wl.initial_weights(data, m, dtype, seed=1)
         runner = _make_runner(peer, spec, data, weights, block=_jax_block(m, flops))
         res = _time_size(runner, m, mode.target_s, mode.repeats, mode.fixed_cost_factor)
         final = runner.weights()
@@ -875,14 +764,6 @@ def _grokescape_kernels(wl: Workload, dtype: str, data: Any) -> dict[str, str]:
         ens = Ensemble(list(wl.widths), 1, dtype=dtype, moment_gradient=moments)
         out[peer] = ens.step_kernel(data, wl.batch_size)
     return out
-
-
-def _flops(wl: Workload, kernel: str | None) -> float:
-    """Flops per member-step of the algorithm the row runs: the moment kernel's own count
-    for grokescape's moment kernel, per-sample backpropagation's for everything else."""
-    if kernel == "moments":
-        return moment_flops_per_member_step(wl.widths, wl.batch_size)
-    return flops_per_member_step(wl.widths, wl.batch_size)
 
 
 def _escape_run(
@@ -971,8 +852,8 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
         "calibration": calibration,
         **main_run,
         "best_n_members": m,
-        "flops_per_member_step": _flops(wl, kernel),
-        "gflops": main_run["member_steps_per_s"] * _flops(wl, kernel) / 1e9,
+        "flops_per_member_step": wl.flops(kernel),
+        "gflops": main_run["member_steps_per_s"] * wl.flops(kernel) / 1e9,
     }
 
 
@@ -1024,7 +905,7 @@ def _threads_worker(task: dict[str, Any]) -> dict[str, Any]:
     ):
         wl = WORKLOADS[name]
         data = wl.data()
-        weights = _initial_weights(wl, data, m, dtype, seed=1)
+        weights = wl.initial_weights(data, m, dtype, seed=1)
         for threads in counts:
             runner = _GrokescapeRunner(_spec_for(wl, dtype, m), data, weights)
             runner.n_threads = threads
