@@ -102,13 +102,6 @@ def test_markdown_report_renders():
     assert "skipped: jax not importable" in text
 
 
-def test_default_thread_counts():
-    assert bench.default_thread_counts(1) == [1]
-    assert bench.default_thread_counts(2) == [1, 2]
-    assert bench.default_thread_counts(6) == [1, 2, 4, 6]
-    assert bench.default_thread_counts(16) == [1, 2, 4, 8, 16]
-
-
 def test_thread_scaling_worker_and_table():
     out = bench._threads_worker({"mode": "quick", "thread_counts": [2, 1]})
     assert out["thread_counts"] == [1, 2]

@@ -60,14 +60,16 @@ Each (peer, workload) runs in its own subprocess (clean thread pools, a time lim
 measured before a time-out are kept). M is tuned per peer: the full mode tries
 64 ... 65536 (grokescape 64 ... 1024; torch-compile only eager torch's best M),
 stopping when throughput falls; ``--quick`` times one size (1024; grokescape 256). Each size
-gets a warm-up (with compilation), then 3 repeats of about the target time (0.5 s full,
+(:func:`grokescape.selfbench.time_runner`, the timing of ``grokescape bench``) gets a
+warm-up (with compilation), then 3 repeats of about the target time (0.5 s full,
 0.15 s quick); the median repeat is reported, all repeats are kept in the JSON. grokescape's
 ``train`` evaluates the final observables after every call (a fixed cost of some 20-120
 steps); its repeats last at least 20x (quick: 5x) that cost, which is measured and reported
 ("fixed_cost_fraction"), not subtracted.
 
 Thread scaling (``--threads N ...``; default 1, 2, 4, ... up to the core count; ``--no-threads``
-skips it): grokescape alone at each thread count on one fixed ensemble per workload (a few
+skips it): grokescape alone at each thread count, as ``grokescape bench`` measures it
+(:func:`grokescape.selfbench.thread_scaling`), on one fixed ensemble per workload (a few
 hundred members per thread of the largest count): paper member-steps/s, tiny float32
 member-steps/s, and escape trajectories/h at the escape row's temperature (refill, 4000
 steps per slot); speed-up and efficiency against the fewest threads. On a 16-core machine,
@@ -90,7 +92,6 @@ import os
 import platform
 import shlex
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -101,6 +102,16 @@ from typing import Any
 
 import numpy as np
 
+from grokescape.selfbench import (
+    Timing,
+    TrainRunner,
+    default_thread_counts,
+    format_rate,
+    measure_escape,
+    thread_scaling,
+    time_runner,
+    timed,
+)
 from grokescape.workloads import (
     ESCAPE_LN_TAU_SLOPE,
     ESCAPE_T0,
@@ -485,49 +496,6 @@ class _JaxRunner:
         return [np.asarray(w) for w in self.ws]
 
 
-class _GrokescapeRunner:
-    """Ensemble.train (or the same with Langevin noise) on the workload's Dataset."""
-
-    granularity = 1
-
-    def __init__(
-        self, spec: _RunSpec, data: Any, weights: list[np.ndarray], moment_gradient: bool = True
-    ):
-        from grokescape.ensemble import Ensemble
-
-        self.moment_gradient = moment_gradient
-        self.spec = spec
-        self.data = data
-        self.ens = Ensemble(
-            list(spec.widths), spec.n_members, dtype=spec.dtype, moment_gradient=moment_gradient
-        )
-        self.ens.set_weights(weights)
-        self.n_threads: int | None = None
-
-    def fixed_cost(self) -> float:
-        """Seconds of a 0-step train call: the final observables every call evaluates."""
-        self.run(0)
-        return min(_timed(self.run, 0) for _ in range(2))
-
-    def run(self, steps: int) -> None:
-        s = self.spec
-        self.ens.train(
-            self.data,
-            steps,
-            s.lr,
-            s.beta,
-            batch_size=None if s.stored_order else s.batch_size,
-            temperature=s.temperature,
-            seed=s.seed,
-            n_threads=self.n_threads,
-        )
-        if self.ens.diverged.any():
-            raise RuntimeError(f"{int(self.ens.diverged.sum())} members diverged")
-
-    def weights(self) -> list[np.ndarray]:
-        return [w.copy() for w in self.ens.weights]
-
-
 # ====================================================================== peers: availability
 def _peer_version(peer: str) -> tuple[str | None, str | None]:
     """(version, None) if the peer can run here, else (None, reason)."""
@@ -547,10 +515,19 @@ def _make_runner(
     peer: str, spec: _RunSpec, data: Any, weights: list[np.ndarray], block: int = 1
 ) -> Any:
     x, y = data.x_train, data.y_train
-    if peer == "grokescape":
-        return _GrokescapeRunner(spec, data, weights)
-    if peer == "grokescape-per-sample":
-        return _GrokescapeRunner(spec, data, weights, moment_gradient=False)
+    if peer.startswith("grokescape"):
+        return TrainRunner(
+            spec.widths,
+            spec.dtype,
+            weights,
+            data,
+            lr=spec.lr,
+            beta=spec.beta,
+            batch_size=None if spec.stored_order else spec.batch_size,
+            temperature=spec.temperature,
+            seed=spec.seed,
+            moment_gradient=peer == "grokescape",
+        )
     if peer == "numpy":
         return _NumpyRunner(spec, x, y, weights)
     if peer == "torch":
@@ -596,50 +573,6 @@ def _verify(peer: str, wl: Workload, dtype: str, data: Any) -> dict[str, Any]:
     )
     tol = 1e-10 if dtype == "float64" else 1e-4
     return {"dtype": dtype, "steps": steps, "max_rel_error": err, "tol": tol, "ok": err <= tol}
-
-
-def _timed(fn: Any, *args: Any) -> float:
-    tic = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - tic
-
-
-def _time_size(
-    runner: Any, m: int, target_s: float, repeats: int, fixed_cost_factor: float = 20.0
-) -> dict[str, Any]:
-    """Warm-up (compiles), size the repeat to ~target_s, then `repeats` timed repeats.
-
-    A runner with a per-call fixed cost (grokescape evaluates the final observables after
-    every ``train`` call) gets repeats of at least `fixed_cost_factor` times that cost,
-    so that it stays a small part of the timing; it is measured and reported, not removed.
-    """
-    g = int(runner.granularity)
-    steps = g
-    warmup = _timed(runner.run, steps)
-    fixed = float(runner.fixed_cost()) if hasattr(runner, "fixed_cost") else 0.0
-    target = max(target_s, fixed_cost_factor * fixed)
-    for _ in range(12):  # grow the run until one lasts about `target`
-        t = min(_timed(runner.run, steps) for _ in range(2 if steps == g else 1))
-        if t >= 0.7 * target:
-            break
-        steps = max(steps + g, int(steps * min(50.0, target / max(t, 1e-6))) // g * g)
-    times = [_timed(runner.run, steps) for _ in range(repeats)]
-    if statistics.median(times) < 0.5 * target:  # a slow probe misled the sizing
-        steps = max(steps + g, int(steps * target / statistics.median(times)) // g * g)
-        times = [_timed(runner.run, steps) for _ in range(repeats)]
-    med = statistics.median(times)
-    out = {
-        "n_members": m,
-        "steps": steps,
-        "times_s": times,
-        "median_s": med,
-        "rate": m * steps / med,
-        "warmup_s": warmup,
-    }
-    if fixed:
-        out["fixed_cost_s"] = fixed
-        out["fixed_cost_fraction"] = fixed / med
-    return out
 
 
 def _jax_block(m: int, flops: float) -> int:
@@ -694,10 +627,10 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
     out["flops_per_member_step"] = flops
 
     def summary() -> dict[str, Any]:
-        timed = [r for r in results if "rate" in r and r.get("finite", False)]
-        if not timed:
+        done = [r for r in results if "rate" in r and r.get("finite", False)]
+        if not done:
             return {**out, "status": "failed", "reason": "no finite timed run", "sizes": results}
-        best_run = max(timed, key=lambda r: r["rate"])
+        best_run = max(done, key=lambda r: r["rate"])
         return {
             **out,
             "status": "ok",
@@ -713,10 +646,10 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
             results.append({"n_members": m, "skipped": "memory estimate over 4 GB"})
             continue
         elapsed = time.perf_counter() - started
-        timed = [r for r in results if "rate" in r]
-        if timed:
+        done = [r for r in results if "rate" in r]
+        if done:
             # The last size's cost, scaled by M (compilation and fixed costs included).
-            last = timed[-1]
+            last = done[-1]
             cost = (last["warmup_s"] + (mode.repeats + 2) * last["median_s"]) * max(
                 1.0, m / last["n_members"]
             )
@@ -726,13 +659,13 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
         spec = _spec_for(wl, dtype, m, temperature)
         weights = wl.initial_weights(data, m, dtype, seed=1)
         runner = _make_runner(peer, spec, data, weights, block=_jax_block(m, flops))
-        res = _time_size(runner, m, mode.target_s, mode.repeats, mode.fixed_cost_factor)
+        res = time_runner(runner, m, mode.target_s, mode.repeats, mode.fixed_cost_factor)
         final = runner.weights()
         res["finite"] = bool(all(np.all(np.isfinite(w)) for w in final))
         if hasattr(runner, "new_permutation"):
             # Drawn outside the timed loop; what drawing them inside would have added.
             runner.new_permutation()
-            perm_s = min(_timed(runner.new_permutation) for _ in range(2))
+            perm_s = min(timed(runner.new_permutation) for _ in range(2))
             res["permutation_s_per_epoch"] = perm_s
             res["permutation_fraction_if_timed"] = perm_s / (
                 perm_s + wl.steps_per_epoch * m / res["rate"]
@@ -766,38 +699,9 @@ def _grokescape_kernels(wl: Workload, dtype: str, data: Any) -> dict[str, str]:
     return out
 
 
-def _escape_run(
-    data: Any,
-    trap: list[np.ndarray],
-    temperature: float,
-    m: int,
-    max_steps: int,
-    seed: int,
-    n_threads: int | None = None,
-    moment_gradient: bool = True,
-) -> tuple[int, int, float, float]:
-    """One timed escape run of the escape workload: ``m`` slots from ``trap``, ``max_steps``
-    steps each with refill. Returns (escapes, trajectories, steps at risk, wall seconds)."""
-    from grokescape.ensemble import Ensemble
-    from grokescape.escape import ModeThreshold
-
-    wl = WORKLOADS["escape"]
-    ens = Ensemble(list(wl.widths), m, dtype="float64", moment_gradient=moment_gradient)
-    ens.set_weights(trap)
-    tic = time.perf_counter()
-    res = ens.run_until_escape(
-        data, ModeThreshold(1), max_steps, wl.lr, wl.beta, batch_size=wl.batch_size,
-        temperature=temperature, refill=True, seed=seed, n_threads=n_threads,
-    )  # fmt: skip
-    wall = time.perf_counter() - tic
-    return res.n_escaped, res.n_trajectories, float(res.time_at_risk), wall
-
-
 def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     """grokescape's escape run at temperature T (calibrating T once in full mode), or with
     per-sample backpropagation (peer grokescape-per-sample) at the given temperature."""
-    from grokescape import traps
-
     wl = WORKLOADS["escape"]
     mode = _FULL if task["mode"] == "full" else _QUICK
     peer = str(task.get("peer", "grokescape"))
@@ -806,25 +710,20 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     data = wl.data()
     kernel = _grokescape_kernels(wl, "float64", data)[peer]
     max_steps = mode.escape_max_steps
-    trap = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
 
     def run(temperature: float, m: int, seed: int) -> dict[str, Any]:
-        n_esc, n_traj, at_risk, wall = _escape_run(
-            data, trap, temperature, m, max_steps, seed, moment_gradient=moments
+        r = measure_escape(
+            m, max_steps, temperature=temperature, seed=seed, moment_gradient=moments
         )
-        member_steps = m * max_steps
+        keep = ("temperature", "n_members", "wall_s", "n_escaped", "n_trajectories")
         return {
-            "temperature": temperature,
-            "n_members": m,
+            **{k: r[k] for k in keep},
             "max_steps": max_steps,
-            "wall_s": wall,
-            "n_escaped": n_esc,
-            "n_trajectories": n_traj,
-            "member_steps": member_steps,
-            "member_steps_per_s": member_steps / wall,
-            "mean_escape_steps": at_risk / max(n_esc, 1),
-            "escape_trajectories_per_hour": n_esc / wall * 3600.0,
-            "member_steps_per_escape": member_steps / max(n_esc, 1),
+            "member_steps": m * max_steps,
+            "member_steps_per_s": r["member_steps_per_s"],
+            "mean_escape_steps": r["mean_escape_steps"],
+            "escape_trajectories_per_hour": r["rate"],
+            "member_steps_per_escape": r["member_steps_per_escape"],
         }
 
     # Size the run from a short probe: about escape_target_s seconds of work.
@@ -857,73 +756,21 @@ def _escape_worker(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def default_thread_counts(cpu_count: int | None = None) -> list[int]:
-    """1, 2, 4, ... up to the machine's cores, and the core count itself (the scaling run)."""
-    n = max(1, int(cpu_count if cpu_count is not None else (os.cpu_count() or 1)))
-    counts = [1 << i for i in range(n.bit_length()) if (1 << i) <= n]
-    return counts if counts[-1] == n else [*counts, n]
-
-
 def _threads_worker(task: dict[str, Any]) -> dict[str, Any]:
-    """grokescape at each thread count in ``task["thread_counts"]`` (default 1 and 2).
-
-    Three measurements per count, each on one fixed ensemble whose size grows with the
-    largest count (a few hundred members per thread, so that the per-call fixed cost and
-    the last members' imbalance do not decide the ratio):
-
-    - ``paper`` float64 member-steps/s, at least 1024 members (or the paper row's best M);
-    - ``tiny`` float32 member-steps/s (B = 1 lane kernel), 512 members per thread;
-    - ``escape`` trajectories/h at the escape row's temperature, 256 slots per thread and
-      ``_SCALING_ESCAPE_STEPS`` steps per slot with refill (every slot runs the same number
-      of steps, so refill keeps every thread busy to the end).
-    """
-    from grokescape import traps
-
+    """grokescape's thread scaling (:func:`grokescape.selfbench.thread_scaling`) at each
+    count in ``task["thread_counts"]`` (default 1 and 2): paper and tiny float32
+    member-steps/s and escape trajectories/h at the escape row's temperature, with repeats
+    twice the mode's target and ``_SCALING_ESCAPE_STEPS`` steps per escape slot."""
     mode = _FULL if task["mode"] == "full" else _QUICK
     counts = sorted({int(c) for c in (task.get("thread_counts") or (1, 2))})
-    top = counts[-1]
-    rows: list[dict[str, Any]] = []
-
-    def add(workload: str, unit: str, m: int, threads: int, rate: float, extra: dict) -> None:
-        base = next((r["rate"] for r in rows if r["workload"] == workload), rate)
-        rows.append(
-            {
-                "workload": workload,
-                "unit": unit,
-                "n_members": m,
-                "threads": threads,
-                "rate": rate,
-                "speedup": rate / base,
-                "efficiency": rate / base / threads * counts[0],
-                **extra,
-            }
-        )
-
-    for name, dtype, m in (
-        ("paper", "float64", max(int(task.get("n_members") or 1024), 1024, 256 * top)),
-        ("tiny", "float32", max(1024, 512 * top)),
-    ):
-        wl = WORKLOADS[name]
-        data = wl.data()
-        weights = wl.initial_weights(data, m, dtype, seed=1)
-        for threads in counts:
-            runner = _GrokescapeRunner(_spec_for(wl, dtype, m), data, weights)
-            runner.n_threads = threads
-            res = _time_size(runner, m, 2 * mode.target_s, mode.repeats, mode.fixed_cost_factor)
-            add(name, "member-steps/s", m, threads, res.pop("rate"), res)
-    if task.get("escape", True):
-        wl = WORKLOADS["escape"]
-        data = wl.data()
-        trap = traps.aligned_weights(data, list(wl.widths), 1, wl.beta)
-        temperature = float(task.get("temperature") or ESCAPE_T0)
-        m, steps = 256 * top, _SCALING_ESCAPE_STEPS
-        for threads in counts:
-            n_escaped, _, _, wall = _escape_run(data, trap, temperature, m, steps, 0, threads)
-            add(
-                "escape", "escape trajectories/h", m, threads, n_escaped / wall * 3600.0,
-                {"steps": steps, "wall_s": wall, "n_escaped": n_escaped,
-                 "temperature": temperature, "member_steps_per_s": m * steps / wall},
-            )  # fmt: skip
+    timing = Timing(
+        target_s=2 * mode.target_s,
+        repeats=mode.repeats,
+        fixed_cost_factor=mode.fixed_cost_factor,
+        escape_steps=_SCALING_ESCAPE_STEPS,
+    )
+    temperature = float(task.get("temperature") or ESCAPE_T0)
+    rows = thread_scaling(counts, timing, temperature=temperature)
     out: dict[str, Any] = {"thread_counts": counts, "rows": rows}
     paper = {r["threads"]: r["rate"] for r in rows if r["workload"] == "paper"}
     if 1 in paper and 2 in paper:
@@ -1085,7 +932,7 @@ def _matmul_peak(dtype: str, repeats: int, size: int = 2048) -> dict[str, Any]:
     b = rng.standard_normal((size, size)).astype(dtype)
     out = np.empty_like(a)
     np.matmul(a, b, out=out)
-    times = [_timed(np.matmul, a, b, out) for _ in range(repeats)]
+    times = [timed(np.matmul, a, b, out) for _ in range(repeats)]
     return {
         "dtype": dtype,
         "size": size,
@@ -1095,16 +942,6 @@ def _matmul_peak(dtype: str, repeats: int, size: int = 2048) -> dict[str, Any]:
 
 
 # ====================================================================== report
-def _fmt_rate(rate: float | None) -> str:
-    if rate is None or not math.isfinite(rate):
-        return "-"
-    if rate >= 1e6:
-        return f"{rate / 1e6:.3g} M"
-    if rate >= 1e3:
-        return f"{rate / 1e3:.3g} k"
-    return f"{rate:.3g}"
-
-
 def _fmt_ratio(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.3g}x"
 
@@ -1297,7 +1134,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ratio = None if r["peer"] == "grokescape" else _ratio(ge, r, "member_steps_per_s")
         lines.append(
             f"| {r['workload']} | {r['dtype']} | {_peer_cell(r)} | {r['best_n_members']} | "
-            f"{_fmt_rate(r['member_steps_per_s'])} | {g:.2f} | "
+            f"{format_rate(r['member_steps_per_s'])} | {g:.2f} | "
             f"{100 * g / peak[r['dtype']]:.1f}% | {_fmt_ratio(ratio)} | {_check_cell(r)} | "
             f"{_load_cell(r)} |"
         )
@@ -1334,8 +1171,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {_peer_cell(r)} | {r['best_n_members']} | "
-                f"{_fmt_rate(r['member_steps_per_s'])} | "
-                f"{_fmt_rate(r.get('escape_trajectories_per_hour'))} | {_fmt_ratio(ratio)} | "
+                f"{format_rate(r['member_steps_per_s'])} | "
+                f"{format_rate(r.get('escape_trajectories_per_hour'))} | {_fmt_ratio(ratio)} | "
                 f"{_check_cell(r)} | {_load_cell(r)} |"
             )
     thr = report.get("threads")
@@ -1353,7 +1190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         for r in thr["rows"]:
             lines.append(
                 f"| {r['workload']} | {r['n_members']} | {r['threads']} | "
-                f"{_fmt_rate(r['rate'])} {r['unit']} | {r['speedup']:.2f}x | "
+                f"{format_rate(r['rate'])} {r['unit']} | {r['speedup']:.2f}x | "
                 f"{_pct(r['efficiency'])} |"
             )
     elif thr:
@@ -1510,16 +1347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     threads: dict[str, Any] | None = None
     if not args.no_threads:
-        best = next(
-            (
-                r.get("best_n_members")
-                for r in results
-                if r["peer"] == "grokescape"
-                and r["workload"] == "paper"
-                and r.get("status") == "ok"
-            ),
-            None,
-        )
         escape_t = next(
             (r.get("temperature") for r in results if r["workload"] == "escape"
              and r["peer"] == "grokescape" and r.get("status") == "ok"),
@@ -1531,7 +1358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "kind": "threads",
                 "mode": mode.name,
-                "n_members": best,
                 "thread_counts": counts,
                 "temperature": escape_t,
             },
