@@ -1,4 +1,5 @@
-"""Checks of the peer benchmark's harness (benchmarks/peers.py), cheap enough for CI."""
+"""Checks of the peer benchmark's harness (benchmarks/peers.py, benchmarks/peerbench), cheap
+enough for CI."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import peers
 import pytest
 
 from grokescape.workloads import flops_per_member_step, moment_flops_per_member_step
+from peerbench.report import render_markdown
+from peerbench.workers import peer_worker, threads_worker
 
 
 def test_flop_count_formula():
@@ -22,7 +25,7 @@ def test_flop_count_formula():
 )
 def test_peer_agrees_and_times(peer, kernel):
     task = {"peer": peer, "workload": "paper", "dtype": "float64", "mode": "quick", "sizes": [16]}
-    res = peers._worker(task)
+    res = peer_worker(task)
     assert res["status"] == "ok", res
     assert res.get("kernel") == kernel
     assert all(c["ok"] and c["max_rel_error"] < 1e-10 for c in res["verify"])
@@ -96,14 +99,14 @@ def _report():
 
 
 def test_markdown_report_renders():
-    text = peers.render_markdown(_report())
+    text = render_markdown(_report())
     assert "| paper | float64 | grokescape (moments) | 64 |" in text
     assert "| paper | float64 | numpy | 64 | 100 k | 5.00 | 10.0% | 2x | - | - |" in text
     assert "skipped: jax not importable" in text
 
 
 def test_thread_scaling_worker_and_table():
-    out = peers._threads_worker({"mode": "quick", "thread_counts": [2, 1]})
+    out = threads_worker({"mode": "quick", "thread_counts": [2, 1]})
     assert out["thread_counts"] == [1, 2]
     rows = out["rows"]
     assert [(r["workload"], r["threads"]) for r in rows] == [
@@ -120,7 +123,7 @@ def test_thread_scaling_worker_and_table():
     assert out["speedup_1_to_2"] == by["paper", 2]["speedup"]
     report = _report()
     report["threads"] = out
-    text = peers.render_markdown(report)
+    text = render_markdown(report)
     assert "## Thread scaling (grokescape)" in text
     assert f"| tiny | {by['tiny', 2]['n_members']} | 2 |" in text
 
