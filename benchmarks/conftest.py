@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import grokescape as ge
-from grokescape.bench import WORKLOADS
+from grokescape.workloads import WORKLOADS
 
 
 @pytest.fixture(scope="session")

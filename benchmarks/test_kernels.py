@@ -14,8 +14,8 @@ from conftest import all_finite
 
 import grokescape as ge
 from grokescape import traps
-from grokescape.bench import WORKLOADS
 from grokescape.escape import ModeThreshold
+from grokescape.workloads import WORKLOADS
 
 # (workload, dtype, members, steps): small enough for a quick smoke run.
 TRAIN_CASES = [

@@ -1,18 +1,22 @@
-"""Checks of the peer benchmark's harness (grokescape.bench), cheap enough for CI."""
+"""Checks of the peer benchmark's harness (benchmarks/peers.py, benchmarks/peerbench), cheap
+enough for CI."""
 
 from __future__ import annotations
 
+import peers
 import pytest
 
-from grokescape import bench
+from grokescape.workloads import flops_per_member_step, moment_flops_per_member_step
+from peerbench.report import render_markdown
+from peerbench.workers import peer_worker, threads_worker
 
 
 def test_flop_count_formula():
     # paper: S = 20 + 100 + 20 = 140, S2 = 120, B = 64: 4*64*140 + 2*64*120 + 3*140.
-    assert bench.flops_per_member_step([2, 10, 10, 2], 64) == 51620
-    assert bench.flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
+    assert flops_per_member_step([2, 10, 10, 2], 64) == 51620
+    assert flops_per_member_step([16, 16, 16, 16], 1) == 4 * 768 + 2 * 512 + 3 * 768
     # moment kernel, paper: 64 * 7 (batch rows) + 6 * 2 * 120 + 2 * 2 * 4 + 4 + 3 * 140
-    assert bench.moment_flops_per_member_step([2, 10, 10, 2], 64) == 448 + 1440 + 16 + 4 + 420
+    assert moment_flops_per_member_step([2, 10, 10, 2], 64) == 448 + 1440 + 16 + 4 + 420
 
 
 @pytest.mark.parametrize(
@@ -21,7 +25,7 @@ def test_flop_count_formula():
 )
 def test_peer_agrees_and_times(peer, kernel):
     task = {"peer": peer, "workload": "paper", "dtype": "float64", "mode": "quick", "sizes": [16]}
-    res = bench._worker(task)
+    res = peer_worker(task)
     assert res["status"] == "ok", res
     assert res.get("kernel") == kernel
     assert all(c["ok"] and c["max_rel_error"] < 1e-10 for c in res["verify"])
@@ -95,21 +99,14 @@ def _report():
 
 
 def test_markdown_report_renders():
-    text = bench.render_markdown(_report())
+    text = render_markdown(_report())
     assert "| paper | float64 | grokescape (moments) | 64 |" in text
     assert "| paper | float64 | numpy | 64 | 100 k | 5.00 | 10.0% | 2x | - | - |" in text
     assert "skipped: jax not importable" in text
 
 
-def test_default_thread_counts():
-    assert bench.default_thread_counts(1) == [1]
-    assert bench.default_thread_counts(2) == [1, 2]
-    assert bench.default_thread_counts(6) == [1, 2, 4, 6]
-    assert bench.default_thread_counts(16) == [1, 2, 4, 8, 16]
-
-
 def test_thread_scaling_worker_and_table():
-    out = bench._threads_worker({"mode": "quick", "thread_counts": [2, 1]})
+    out = threads_worker({"mode": "quick", "thread_counts": [2, 1]})
     assert out["thread_counts"] == [1, 2]
     rows = out["rows"]
     assert [(r["workload"], r["threads"]) for r in rows] == [
@@ -126,12 +123,12 @@ def test_thread_scaling_worker_and_table():
     assert out["speedup_1_to_2"] == by["paper", 2]["speedup"]
     report = _report()
     report["threads"] = out
-    text = bench.render_markdown(report)
+    text = render_markdown(report)
     assert "## Thread scaling (grokescape)" in text
     assert f"| tiny | {by['tiny', 2]['n_members']} | 2 |" in text
 
 
 def test_bad_thread_counts_are_refused():
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--threads", "2", "0", "--out", "unused"])
+        peers.main(["--threads", "2", "0", "--out", "unused"])
     assert exc.value.code == 2

@@ -98,7 +98,7 @@ _TINY_ETA = [float(v) for v in np.linspace(0.1, 0.9, 16)]
 _WIDE_ETA = [float(v) for v in np.linspace(0.1, 0.9, 64)]
 _PAPER = dict(widths=[2, 10, 10, 2], n_train=512, eta=[0.9, 0.8])
 
-# name -> computation: the benchmark workloads (benchmarks/peers.py) at reduced size, plus
+# name -> computation: the benchmark workloads (grokescape.workloads) at reduced size, plus
 # the kernels the workloads do not reach (tanh rows and samples, biases, full batch, noise).
 CASES: dict[str, Callable[[], str]] = {
     "readme": readme,

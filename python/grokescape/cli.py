@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 __all__ = ["main"]
 
@@ -69,9 +70,39 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from grokescape import bench
+    import json
+    from pathlib import Path
 
-    return int(bench.main(args.bench_args))
+    from grokescape import selfbench
+
+    def progress(row: dict[str, Any]) -> None:
+        print(
+            f"  {row['workload']:>6} {row['dtype']} {row['kernel']:<12} M = {row['n_members']:>5}"
+            f", threads {row['threads']}: {selfbench.format_rate(row['rate'])} {row['unit']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = selfbench.run_bench(
+        quick=args.quick,
+        thread_counts=args.threads,
+        on_row=None if args.no_progress else progress,
+    )
+    print(selfbench.format_report(report), end="")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,8 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
-    p = sub.add_parser("bench", help="benchmark grokescape against NumPy, PyTorch and JAX")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/peers.py")
+    p = sub.add_parser(
+        "bench",
+        help="grokescape's own speed: member-steps/s per kernel, escape trajectories/h, "
+        "thread scaling",
+        description="Time grokescape on the benchmark workloads (grokescape.workloads): "
+        "member-steps/s per kernel, escape trajectories per hour and thread scaling. The "
+        "side-by-side benchmark against NumPy, PyTorch and JAX is benchmarks/peers.py in "
+        "the repository.",
+    )
+    p.add_argument("--quick", action="store_true", help="a few seconds per row")
+    p.add_argument(
+        "--threads",
+        nargs="+",
+        type=_thread_count,
+        default=None,
+        metavar="N",
+        help="thread counts of the scaling run; the other rows run at the largest "
+        "(default: 1, 2, 4, ... up to the core count)",
+    )
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no line per measured row")
     p.set_defaults(func=_cmd_bench)
     return parser
 
