@@ -89,3 +89,12 @@ def check_memory(n_bytes: int, what: str) -> None:
             f"{what} would need {n_bytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is "
             "available; reduce the ensemble, the data or the number of records"
         )
+
+
+def depth(value: Any, minimum: int = 1) -> int:
+    """A network depth L: an integer (not a bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"depth: expected an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"depth: expected an integer >= {minimum}, got {int(value)}")
+    return int(value)

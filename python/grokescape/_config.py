@@ -13,7 +13,7 @@ from grokescape._native import ISA, core
 
 def config() -> dict[str, Any]:
     """Versions, OpenMP, thread count and instruction sets, as a dict."""
-    from grokescape import __version__
+    from grokescape._version import __version__
 
     info = dict(core.build_info())
     return {

@@ -36,7 +36,6 @@ parameter-free Kramers-Langer mean escape time from the trap under Langevin nois
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,14 +78,6 @@ CONVENTIONS = ("consistent", "as_printed")
 
 
 # ---------------------------------------------------------------------- argument checks
-def _depth(depth: Any, minimum: int = 1) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
-        raise ValueError(f"depth: expected an integer >= {minimum}, got {depth!r}")
-    if int(depth) < minimum:
-        raise ValueError(f"depth: expected an integer >= {minimum}, got {int(depth)}")
-    return int(depth)
-
-
 def _real(value: ArrayLike, name: str) -> Array:
     try:
         return _checks.finite_array(value, name)
@@ -152,7 +143,7 @@ def energy(
     float or ndarray
         E, with the broadcast shape of the inputs.
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     b = _beta_eff(_nonneg(beta, "beta"), depth, _convention(convention))
     lam_a, eta_a = _real(lam, "lam"), _real(eta, "eta")
     return _out(0.5 * (lam_a - eta_a) ** 2 + 0.5 * depth * b * np.abs(lam_a) ** (2.0 / depth))
@@ -185,7 +176,7 @@ def energy_per_layer(
     float or ndarray
         E, with the broadcast shape of the inputs.
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     b = _beta_eff(_nonneg(beta, "beta"), depth, _convention(convention))
     s_a, eta_a = _real(s, "s"), _real(eta, "eta")
     return _out(0.5 * (s_a**depth - eta_a) ** 2 + 0.5 * depth * b * s_a**2)
@@ -212,7 +203,7 @@ def order_of_transition(depth: int) -> int | None:
         None for L = 1 (ridge regression: no transition), 2 for L = 2 (continuous soft
         threshold at beta = eta), 1 for L >= 3 (discontinuous, with metastability).
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     return None if depth == 1 else (2 if depth == 2 else 1)
 
 
@@ -253,7 +244,7 @@ def spinodal_beta(eta: ArrayLike, depth: int, convention: str = "consistent") ->
     -------
     float or ndarray
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     scale = depth if _convention(convention) == "as_printed" else 1
     return _out(scale * _spinodal(np.abs(_real(eta, "eta")), depth))
 
@@ -278,7 +269,7 @@ def coexistence_beta(eta: ArrayLike, depth: int, convention: str = "consistent")
     -------
     float or ndarray
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     scale = depth if _convention(convention) == "as_printed" else 1
     return _out(scale * _coexistence(np.abs(_real(eta, "eta")), depth))
 
@@ -415,7 +406,7 @@ def stationary_points(
     (a flat higher-order saddle, which exactly-zero weights never leave). It is reported
     as trap = saddle = 0 with zero barrier, the beta -> 0+ limit of both branches.
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     convention = _convention(convention)
     eta_a, beta_a = np.broadcast_arrays(_real(eta, "eta"), _nonneg(beta, "beta"))
     eta_a, beta_a = eta_a.astype(float), beta_a.astype(float)
@@ -684,7 +675,7 @@ def kramers_escape_time(
     KramersEscape
         NaN entries where beta = 0, beta >= beta_c or eta = 0 (no barrier).
     """
-    depth = _depth(depth, minimum=3)
+    depth = _checks.depth(depth, minimum=3)
     temp = _positive(temperature, "temperature")
     lr_a = None if lr is None else _positive(lr, "lr")
     sp = stationary_points(eta, beta, depth)
@@ -847,7 +838,7 @@ def phase_diagram(
           lambda_min and the others at 0 (NaN if one of them has no learned branch),
           and ``train_mse_global``, ``test_mse_global`` for the global minimum.
     """
-    depth = _depth(depth)
+    depth = _checks.depth(depth)
     if etas is None:
         if dataset is None:
             raise ValueError("etas: give mode strengths or a dataset (etas=None takes eta_hat)")

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from grokescape import theory
+from grokescape import _checks, theory
 
 __all__ = ["find_line", "plot_bifurcation", "plot_landscape", "plot_phase_diagram"]
 
@@ -208,7 +208,7 @@ def plot_bifurcation(
     eta_a = np.atleast_1d(np.asarray(etas, dtype=float))
     if eta_a.ndim != 1 or np.any(~np.isfinite(eta_a) | (eta_a <= 0)):
         raise ValueError(f"etas: expected finite values > 0, got {etas!r}")
-    depth = theory._depth(depth)
+    depth = _checks.depth(depth)
     grid = _beta_grid(eta_a, depth, betas)
     ax = _axes(ax)
     if depth >= 3:
@@ -313,7 +313,7 @@ def plot_phase_diagram(
     eta_a = np.atleast_1d(np.asarray(etas, dtype=float))
     if eta_a.ndim != 1 or np.any(~np.isfinite(eta_a) | (eta_a <= 0)):
         raise ValueError(f"etas: expected finite values > 0, got {etas!r}")
-    depth = theory._depth(depth)
+    depth = _checks.depth(depth)
     grid = _beta_grid(eta_a, depth, betas)
     df = theory.phase_diagram(eta_a, grid, depth)
     per_beta = df.groupby("beta", sort=True)[["global_rank", "max_stable_rank"]].first()
