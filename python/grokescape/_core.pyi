@@ -51,128 +51,129 @@ def standard_normal(
     seed: int, streams: U64, step: int, purpose: Purpose, out: F64, n_threads: int
 ) -> None: ...
 def epoch_permutation(seed: int, stream: int, epoch: int, n: int) -> I64: ...
-def train(
-    layout: Layout,
-    params: F,
-    steps: I64,
-    diverged: U8,
-    streams: U64,
-    x_train: F,
-    y_train: F,
-    x_test: F,
-    y_test: F,
-    stage_end: I64,
-    lr: F64,
-    beta: F64,
-    temperature: F64,
-    batch_size: int,
-    sampling: Sampling,
-    seed: int,
-    decay_bias: bool,
-    run_offset: int,
-    n_steps: int,
-    record_at: I64,
-    mode_out: F64,
-    mode_in: F64,
-    mode_eta: F64,
-    train_mse: F64,
-    test_mse: F64,
-    loss: F64,
-    lam: F64,
-    sv: F64,
-    energy: F64,
-    diverged_at: I64,
-    n_threads: int,
-    generic_kernel: bool = False,
-    moment_gradient: bool = True,
-) -> None: ...
-def evaluate(
-    layout: Layout,
-    params: F,
-    x_train: F,
-    y_train: F,
-    x_test: F,
-    y_test: F,
-    beta: F64,
-    decay_bias: bool,
-    mode_out: F64,
-    mode_in: F64,
-    mode_eta: F64,
-    train_mse: F64,
-    test_mse: F64,
-    loss: F64,
-    lam: F64,
-    sv: F64,
-    energy: F64,
-    n_threads: int,
-) -> None: ...
-def gradients(
-    layout: Layout,
-    params: F,
-    x_train: F,
-    y_train: F,
-    beta: F64,
-    decay_bias: bool,
-    grads: F,
-    n_threads: int,
-) -> None: ...
 
 class CriterionKind(enum.Enum):
     mode_amplitude = 0
     singular_value = 1
     test_mse = 2
 
-def per_sample_gradient_moments(
-    layout: Layout,
-    params: F,
-    x_train: F,
-    y_train: F,
-    mean_sq: F64,
-    sq_mean: F64,
-    n_threads: int,
+# The named parts every entry point takes (cpp/bindings/parts.hpp); keyword-only.
+class EnsembleState:
+    def __init__(
+        self,
+        *,
+        layout: Layout,
+        params: F,
+        steps: I64,
+        streams: U64,
+        order_streams: U64,
+        order_epochs: I64,
+        diverged: U8,
+    ) -> None: ...
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def n_members(self) -> int: ...
+
+class RunData:
+    def __init__(
+        self,
+        *,
+        x_train: F,
+        y_train: F,
+        x_test: F,
+        y_test: F,
+        mode_out: F64,
+        mode_in: F64,
+        eta: F64,
+    ) -> None: ...
+
+class Schedule:
+    def __init__(self, *, stage_end: I64, lr: F64, beta: F64, temperature: F64) -> None: ...
+
+class Records:
+    def __init__(
+        self,
+        *,
+        at: I64,
+        train_mse: F64,
+        test_mse: F64,
+        loss: F64,
+        lam: F64,
+        sv: F64,
+        energy: F64,
+        diverged_at: I64,
+    ) -> None: ...
+
+class Options:
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        sampling: Sampling,
+        seed: int,
+        decay_bias: bool,
+        n_threads: int,
+        generic_kernel: bool = False,
+        moment_gradient: bool = True,
+    ) -> None: ...
+
+class Span:
+    def __init__(self, *, first: int, n_steps: int, member_begin: int, member_end: int) -> None: ...
+
+class Criterion:
+    def __init__(
+        self, *, kind: CriterionKind, index: int, values: F64, hold: int, check_every: int
+    ) -> None: ...
+
+class Slots:
+    def __init__(
+        self,
+        *,
+        active: U8,
+        start_step: I64,
+        hold_since: I64,
+        trajectories: I64,
+        init_params: F,
+        refill: bool,
+        refill_base: int,
+    ) -> None: ...
+
+def parallel_selftest(n: int, n_threads: int, failing_thread: int) -> int: ...
+def copy_members(
+    source: EnsembleState,
+    source_members: I64,
+    target: EnsembleState,
+    target_members: I64,
+    new_streams: U64,
+    batches_per_epoch: int,
+) -> None: ...
+def train(
+    state: EnsembleState,
+    data: RunData,
+    schedule: Schedule,
+    records: Records,
+    options: Options,
+    span: Span,
 ) -> None: ...
 def step_kernel(
-    layout: Layout,
-    batch_size: int,
-    n_train: int,
-    float32: bool,
-    generic_kernel: bool = False,
-    moment_gradient: bool = True,
+    layout: Layout, batch_size: int, n_train: int, float32: bool, options: Options
 ) -> str: ...
+def evaluate(
+    state: EnsembleState, data: RunData, beta: F64, out: Records, options: Options
+) -> None: ...
+def gradients(
+    state: EnsembleState, data: RunData, beta: F64, grads: F, options: Options
+) -> None: ...
+def per_sample_gradient_moments(
+    state: EnsembleState, data: RunData, mean_sq: F64, sq_mean: F64, options: Options
+) -> None: ...
 def run_until_escape(
-    layout: Layout,
-    params: F,
-    steps: I64,
-    diverged: U8,
-    streams: U64,
-    init_params: F,
-    x_train: F,
-    y_train: F,
-    x_test: F,
-    y_test: F,
-    mode_out: F64,
-    mode_in: F64,
-    mode_eta: F64,
-    lr: F64,
-    beta: F64,
-    temperature: F64,
-    kind: CriterionKind,
-    index: int,
-    value: F64,
-    hold: int,
-    check_every: int,
-    batch_size: int,
-    sampling: Sampling,
-    seed: int,
-    decay_bias: bool,
-    refill: bool,
-    refill_base: int,
-    n_steps: int,
-    active: U8,
-    start_step: I64,
-    hold_since: I64,
-    trajectories: I64,
-    n_threads: int,
-    generic_kernel: bool = False,
-    moment_gradient: bool = True,
+    state: EnsembleState,
+    data: RunData,
+    schedule: Schedule,
+    criterion: Criterion,
+    slots: Slots,
+    options: Options,
+    span: Span,
 ) -> dict[str, NDArray[np.generic]]: ...

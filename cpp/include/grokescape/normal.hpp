@@ -55,8 +55,8 @@ inline NormalLanes fmadd_lanes(NormalLanes a, NormalLanes b, NormalLanes c) {
 // it): the arithmetic of Eigen's plog_double (Cephes: frexp, shift to [sqrt(1/2), sqrt(2)),
 // x - x^2/2 + x^3 P(x)/Q(x), + e ln 2), operation for operation, without its handling of
 // zero, negative, infinite and subnormal inputs, and with the exponent read through the
-// mantissa of 2^52 instead of Eigen's AVX2 shuffles. Bit-identical to Eigen's plog on that
-// interval (checked on 1.6e7 inputs in AVX2 and SSE2 builds) and 1.6-1.8x faster (one core).
+// mantissa of 2^52 instead of Eigen's AVX2 shuffles: fewer instructions, and bit-identical
+// to Eigen's plog on that interval (tests/test_rng.py checks the normals against the Box-Muller formula).
 inline NormalLanes log_unit_lanes(NormalLanes x) {
   const PhiloxLanes bits = to_bits(x);
   // x = m 2^e with m in [0.5, 1): m keeps x's mantissa, e its unbiased exponent + 1.

@@ -9,13 +9,8 @@
 // contiguous, so the inner products of a pair and its rotation are vector loops, and a sweep
 // visits the pairs in round-robin order, n/2 disjoint pairs at a time, whose rotation angles
 // are independent and computed together.
-// tests/test_singular_values.py holds the values to a 40-digit reference.
-//
-// Speed on the development VM (AMD EPYC Zen 3, AVX2), Eigen's JacobiSVD before and this after:
-// `python -m pytest benchmarks/test_kernels.py -k observables --benchmark-only` (64 members,
-// medians of two alternated runs each): wide 126 -> 99-104 ms, tiny 8.6-9.2 -> 6.7-7.2 ms,
-// paper 2.2-2.3 -> 1.5-1.6 ms. The 64 x 64 map of three random layers takes 13 sweeps, about
-// 1.9 ms against 3.0 ms (one core, C++ harness).
+// tests/test_singular_values.py holds the values to a 40-digit reference; README's speed
+// section and benchmarks/test_kernels.py (-k observables) compare it with JacobiSVD.
 #pragma once
 
 #include <Eigen/Core>

@@ -44,15 +44,14 @@ class LaneBatchStep {
   LaneBatchStep(const Layout& layout, Index batch) : layout_(layout), batch_(batch) {
     Index widths = 0;
     for (Index w : layout.widths) widths += w;
-    // The activations and two error signals of a chunk in ~24 KiB, whole tiles of kLaneTileCols
-    // samples: 8 samples for the paper network (measured on one core, float64, AVX-512:
-    // 0.56, 0.51, 0.46 M member-steps/s with chunks of 8, 16, 64 samples).
+    // The activations and two error signals of a chunk in ~24 KiB (they stay in L1 beside
+    // the lane weights), whole tiles of kLaneTileCols samples: 8 samples for the paper
+    // network.
     const Index bytes = (widths + 2 * layout.max_width) * kVectorBytes;
     chunk_ = std::clamp<Index>(24 * 1024 / bytes / kLaneTileCols * kLaneTileCols, kLaneTileCols, 16 * kLaneTileCols);
     chunk_ = std::min(chunk_, batch);
-    // Rows one lane vector longer than needed: rows of 64 samples of 64-byte vectors lie 4 KiB
-    // apart, where loads alias earlier stores to other rows (one core, chunks of 8: 0.25 M
-    // member-steps/s with such rows, 0.56 M with the padding).
+    // Rows one lane vector longer than needed: rows of 64 samples of 64-byte vectors would lie
+    // 4 KiB apart, where loads alias earlier stores to other rows (4K aliasing stalls them).
     ld_ = chunk_ + 1;
     xld_ = batch + 1;
     acts_.resize(static_cast<std::size_t>(layout.depth()) + 1);

@@ -27,9 +27,8 @@
 namespace grokescape::kernels {
 
 // Lanes are at most 32 bytes wide: a 16 x 16 x 16 x 16 network has 768 weights, and 8 float
-// lanes of them (24 KiB) stay in a 48 KiB L1 cache with the activations; with 16 lanes
-// (48 KiB of weights alone) the tiny benchmark ran ~10% slower on one core (4.1-4.3 vs
-// 4.6-4.9 M member-steps/s, measured side by side on the development VM).
+// lanes of them (24 KiB) stay in a 48 KiB L1 cache with the activations; 16 lanes would be
+// 48 KiB of weights alone, which no longer fit beside the activations.
 inline constexpr int kLaneBytes = kVectorBytes < 32 ? kVectorBytes : 32;
 
 template <class S>
@@ -46,8 +45,8 @@ struct LaneVectorOf<float> {
 // The lanes' samples in the lane layout: out[k * W + q] = data[rows[q] * width + k] for
 // k < width, q < W (W = LaneStep::kWidth). Where W is a transpose block (32-byte lanes),
 // whole blocks of W features are transposed in registers (transpose_block) instead of
-// copied one scalar at a time: the scalar copies were ~12% of the tiny benchmark's profile,
-// and vector gathers were slower still on the development VM.
+// copied one scalar at a time: a B = 1 step does little arithmetic per sample, so scalar
+// copies (or vector gathers) would be a visible share of it.
 template <class S, int W>
 inline void transpose_into_lanes(const S* data, const Index* rows, Index width, S* __restrict out) {
   Index k = 0;
@@ -81,9 +80,7 @@ class LaneStep {
   // samples, lr / decay / bias_decay one value per lane. finite[q] = whether every updated
   // parameter of lane q is finite (the sum of w - w over them is 0 exactly when all are
   // finite, NaN otherwise): the check rides on the update instead of a pass of its own, in the
-  // floating-point adders (w * 0 took an FMA slot per weight from the update; the tiny float32
-  // kernel alone on one core, best of 5 runs in 8 interleaved pairs: 7.76 -> 8.87 M
-  // member-steps/s, the new version ahead in 7 of the 8 pairs).
+  // floating-point adders (w * 0 would take an FMA slot per weight from the update).
   void step(S* p, const S* x, const S* y, const S* lr, const S* decay, const S* bias_decay,
             bool* finite) {
     V check{};
@@ -132,9 +129,8 @@ class LaneStep {
       for (int i = 0; i < no; ++i) store(g + i * L, lr_v * load(dd + i * L));
       // Blocks of up to 8 inputs k held in registers (their activations and error sums),
       // outputs i in order inside: each weight is loaded and stored once and the error sums
-      // are 8 independent chains (one chain per input, outputs inner, was latency-bound: the
-      // tiny float32 kernel alone on one core, medians of 8 interleaved runs: 9.8 -> 11.9 M
-      // member-steps/s, bit-identical results).
+      // are 8 independent chains (one chain per input, outputs inner, is latency-bound; the
+      // sums are the same, in the same order).
       auto block = [&](auto r_c, int k0) {
         constexpr int R = decltype(r_c)::value;
         V ak[R], acc[R], zeros[4] = {};

@@ -11,7 +11,7 @@
 // top error signal: per step B (d_in (d_in + 1) / 2 + d_out d_in) additions for the moments
 // plus about 3 d_in sum_l n_l n_{l-1} multiply-adds for the chain, against 3 B sum_l n_l
 // n_{l-1} for per-sample backpropagation (LaneBatchStep): 2,328 flops instead of 51,620 for
-// the paper's [2,10,10,2] network with B = 64 (grokescape.bench counts both). pays() decides
+// the paper's [2,10,10,2] network with B = 64 (grokescape.workloads counts both). pays() decides
 // by that count. The update is the same SGD step in exact arithmetic; rounding differs from the
 // per-sample order (tests/test_engine_reference.py holds both to the NumPy reference).
 //

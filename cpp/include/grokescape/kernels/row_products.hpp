@@ -59,9 +59,8 @@ GROKESCAPE_INLINE void rows_product(const S* __restrict c, Index cs, Index ks, i
   const int n_rows = dim<NR>(nr);
   // Tiles of V vectors of samples and R rows, as many accumulators as the registers hold
   // beside the R broadcast coefficients and one input vector: with 32 vector registers
-  // (AVX-512) 4 x 4, 2 x 8, 1 x 8; with 16 (AVX2, SSE) 4 x 3, 2 x 5, 1 x 7. (4 x 4 on AVX2
-  // spilled accumulators: forward_rows on 64 x 64 weights, 32 float32 samples, one core of
-  // the development VM, 48-55 -> 69-87 GFLOP/s; the sums are the same, k in order.)
+  // (AVX-512) 4 x 4, 2 x 8, 1 x 8; with 16 (AVX2, SSE) 4 x 3, 2 x 5, 1 x 7 (4 x 4 would
+  // spill accumulators to memory there). The sums are the same whatever the tile, k in order.
   constexpr bool kManyRegisters = kVectorBytes == 64;
   using R4 = std::integral_constant<int, kManyRegisters ? 4 : 3>;
   using R2 = std::integral_constant<int, kManyRegisters ? 8 : 5>;
@@ -114,12 +113,10 @@ inline S row_sum(const S* __restrict x, Index bp) {
 // transposed to sample rows (a_t[b * kp + k], kp = padded(ni); square blocks through
 // registers), every gradient entry is a sequential sum over b of broadcast d[i, b] times a
 // vector of a_t, accumulated in an RI x KV register tile, and the weights are updated a
-// vector at a time. With 16 vector registers RI = 3 (12 accumulators; 2 x 4 kept the FMA
-// units waiting on 8 chains of 4-cycle additions: update_rows on 64 x 64 weights, 32 float32
-// samples, one core of the development VM, 30-45 -> 60-69 GFLOP/s).
-// (Dot products along the batch needed a transposing reduction and scalar updates per
-// block of weights: shuffles were 2x the FMAs in a wide-network profile. RowStep alone on
-// [64, 64, 64, 64], B 32, one core, float32 AVX-512: 20.6 -> 33.7 k member-steps/s.)
+// vector at a time. With 16 vector registers RI = 3 (12 accumulators; 8 chains of 4-cycle
+// additions would keep the FMA units waiting). Dot products along the batch instead would
+// need a transposing reduction and scalar updates per block of weights: more shuffles than
+// FMAs.
 template <class S, int NI, int NO>
 GROKESCAPE_INLINE void update_rows(S* __restrict w, S* __restrict bias, int ni, int no,
                         const S* __restrict d, const S* __restrict a, Index ld, Index bp, S lr,
