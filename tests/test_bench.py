@@ -185,3 +185,17 @@ def test_cli_bench_refuses_bad_thread_counts(capsys):
 def test_workloads_share_one_definition():
     assert WORKLOADS["escape"].flops("moments") == moment_flops_per_member_step((2, 10, 10, 2), 64)
     assert WORKLOADS["tiny"].flops("lanes") == flops_per_member_step((16, 16, 16, 16), 1)
+
+
+def test_size_rows_and_interrupt_latency():
+    from grokescape import selfbench
+
+    rows = selfbench.measure_sizes([64, 32], n_threads=1, steps=16)
+    assert [r["n_members"] for r in rows] == [32, 64]
+    assert rows[0]["ratio"] == 1.0
+    for r in rows:
+        assert r["kernel"] == "moments" and r["steps"] == 16
+        assert r["rate"] == pytest.approx(r["n_members"] * 16 / r["wall_s"])
+    assert rows[1]["ratio"] == pytest.approx(rows[1]["rate"] / rows[0]["rate"])
+    out = selfbench.interrupt_latency(256, after_s=0.3, n_threads=1)
+    assert out["members_in_step"] and out["steps_done"] > 0 and out["latency_s"] < 5.0

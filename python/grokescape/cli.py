@@ -86,6 +86,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     report = selfbench.run_bench(
         quick=args.quick,
         thread_counts=args.threads,
+        sizes=args.sizes,
         on_row=None if args.no_progress else progress,
     )
     print(selfbench.format_report(report), end="")
@@ -93,6 +94,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _ensemble_size(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: expected a number, got {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"--sizes: expected a whole number >= 1, got {text!r}")
+    return int(value)
 
 
 def _thread_count(text: str) -> int:
@@ -156,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="thread counts of the scaling run; the other rows run at the largest "
         "(default: 1, 2, 4, ... up to the core count)",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_ensemble_size,
+        default=None,
+        metavar="M",
+        help="also time the paper network at these ensemble sizes (e.g. 1e4 1e6) and a "
+        "Ctrl-C on the largest",
     )
     p.add_argument("--out", default=None, metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no line per measured row")

@@ -11,7 +11,12 @@ started from the workload's starting weights:
   number of steps;
 - thread scaling: paper, tiny float32 and escape at each thread count (1, 2, 4, ... up to
   the core count by default) on one fixed ensemble per workload sized by the largest
-  count, with the speed-up and parallel efficiency against the fewest threads.
+  count, with the speed-up and parallel efficiency against the fewest threads;
+- with ``sizes`` (``grokescape bench --sizes 1e4 1e6``): the paper network's member-steps/s
+  in one ``train`` call of :data:`SIZE_STEPS` steps at each ensemble size, and how long a
+  Ctrl-C takes to stop a call on the largest (:func:`interrupt_latency`). Large ensembles
+  go through the core in blocks of members (``grokescape._engine``); this row shows what
+  that costs.
 
 Training rows are timed by :func:`time_runner`: a warm-up, a run sized to the target
 time, then repeats whose median is the rate. ``Ensemble.train`` evaluates the final
@@ -46,7 +51,9 @@ __all__ = [
     "default_thread_counts",
     "format_rate",
     "format_report",
+    "interrupt_latency",
     "measure_escape",
+    "measure_sizes",
     "measure_train",
     "run_bench",
     "thread_scaling",
@@ -104,6 +111,10 @@ _MEMBERS: dict[str, tuple[int, int]] = {
     "wide": (32, 64),
     "escape": (256, 256),
 }
+
+
+# Steps of one train call in the ensemble-size row (the paper network, B = 64).
+SIZE_STEPS = 200
 
 
 def bench_members(workload: str, threads: int) -> int:
@@ -425,10 +436,90 @@ def with_speedups(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def measure_sizes(
+    sizes: Sequence[int], *, n_threads: int | None = None, steps: int = SIZE_STEPS
+) -> list[dict[str, Any]]:
+    """Member-steps/s of the paper network at each ensemble size: one ``train`` call of
+    `steps` steps (B = 64, final observables included, as a user's call), after a short
+    warm-up call. Rows carry ``ratio``: the rate over the smallest size's rate."""
+    from grokescape.ensemble import Ensemble
+
+    wl = WORKLOADS["paper"]
+    data = wl.data()
+    rows = []
+    for m in sorted(int(v) for v in sizes):
+        ens = Ensemble(list(wl.widths), m)
+        ens.set_weights(wl.initial_weights(data, m, "float64"))
+        def run(n: int, ens: Ensemble = ens) -> None:
+            ens.train(data, n, wl.lr, wl.beta, batch_size=wl.batch_size, n_threads=n_threads)
+
+        run(1)  # warm-up: first-touch of the arrays, thread pool
+        wall = timed(run, steps)
+        rows.append(
+            {
+                "workload": "paper",
+                "dtype": "float64",
+                "kernel": ens.step_kernel(data, wl.batch_size),
+                "unit": "member-steps/s",
+                "threads": n_threads,
+                "n_members": m,
+                "steps": steps,
+                "wall_s": wall,
+                "rate": m * steps / wall,
+            }
+        )
+        del ens
+    for r in rows:
+        r["ratio"] = r["rate"] / rows[0]["rate"]
+    return rows
+
+
+def interrupt_latency(
+    n_members: int, *, after_s: float = 2.0, n_threads: int | None = None
+) -> dict[str, Any]:
+    """Seconds from a SIGINT (sent `after_s` into a long ``train`` call of the paper network
+    on `n_members` members) to the KeyboardInterrupt reaching the caller. Main thread of a
+    POSIX process only (signals are delivered there)."""
+    import signal
+    import threading
+
+    from grokescape.ensemble import Ensemble
+
+    wl = WORKLOADS["paper"]
+    data = wl.data()
+    ens = Ensemble(list(wl.widths), n_members)
+    ens.set_weights(wl.initial_weights(data, n_members, "float64"))
+    sent: list[float] = []
+
+    def interrupt() -> None:
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(after_s, interrupt)
+    try:
+        timer.start()
+        ens.train(data, 10**9, wl.lr, wl.beta, batch_size=wl.batch_size, n_threads=n_threads)
+        raise RuntimeError("the train call ended before the interrupt")
+    except KeyboardInterrupt:
+        latency = time.perf_counter() - sent[0]
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    steps = ens.steps[~ens.diverged]
+    return {
+        "n_members": n_members,
+        "latency_s": latency,
+        "steps_done": int(steps[0]),
+        "members_in_step": bool(np.all(steps == steps[0])),  # (members that diverged stop)
+    }
+
+
 def run_bench(
     *,
     quick: bool = False,
     thread_counts: Sequence[int] | None = None,
+    sizes: Sequence[int] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole bench: the kernel rows and the escape rate at the largest thread
@@ -440,6 +531,9 @@ def run_bench(
         :data:`QUICK` timing (a few seconds per row) instead of :data:`FULL`.
     thread_counts : sequence of int, optional
         Default :func:`default_thread_counts`.
+    sizes : sequence of int, optional
+        Ensemble sizes of the paper network's size row (:func:`measure_sizes`) and of the
+        interrupt latency (largest size); None skips both.
     on_row : callable, optional
         Called with each measured row (progress).
 
@@ -448,7 +542,8 @@ def run_bench(
     dict
         ``benchmark``, ``mode``, ``date``, ``config`` (``grokescape._config.config()``),
         ``cpu_count``, ``thread_counts``, ``kernels`` (rows), ``escape`` (one row) and
-        ``thread_scaling`` (rows with speed-ups; empty with one count).
+        ``thread_scaling`` (rows with speed-ups; empty with one count), ``sizes`` (rows,
+        empty without sizes) and ``interrupt`` (a dict, or None).
     """
     from grokescape._config import config
 
@@ -484,6 +579,8 @@ def run_bench(
         if len(counts) > 1
         else []
     )
+    size_rows = [measured(r) for r in measure_sizes(sizes, n_threads=top)] if sizes else []
+    interrupt = interrupt_latency(max(sizes), n_threads=top) if sizes else None
     return {
         "benchmark": "grokescape bench",
         "mode": "quick" if quick else "full",
@@ -494,6 +591,8 @@ def run_bench(
         "kernels": kernels,
         "escape": escape,
         "thread_scaling": scaling,
+        "sizes": size_rows,
+        "interrupt": interrupt,
     }
 
 
@@ -559,4 +658,28 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{format_rate(r['rate'])} {r['unit']} | {r['speedup']:.2f}x | "
                 f"{100 * r['efficiency']:.0f}% |"
             )
+    if report.get("sizes"):
+        lines += [
+            "",
+            "## Ensemble size",
+            "",
+            f"The paper network, one train call of {report['sizes'][0]['steps']} steps "
+            "(B = 64, final observables included); rate relative to the smallest ensemble.",
+            "",
+            "| M | threads | member-steps/s | relative |",
+            "|---|---|---|---|",
+        ]
+        for r in report["sizes"]:
+            lines.append(
+                f"| {r['n_members']:,} | {r['threads']} | {format_rate(r['rate'])} | "
+                f"{r['ratio']:.2f} |"
+            )
+    if report.get("interrupt"):
+        i = report["interrupt"]
+        lines += [
+            "",
+            f"Ctrl-C during a train call on {i['n_members']:,} members: stopped "
+            f"{i['latency_s']:.2f} s after the signal, every member at step {i['steps_done']}"
+            f"{'' if i['members_in_step'] else ' (NOT all members in step)'}.",
+        ]
     return "\n".join(lines) + "\n"
