@@ -50,27 +50,34 @@ def test_ctrl_c_stops_within_a_chunk_and_keeps_completed_work(request):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
-def test_ctrl_c_between_member_blocks_undoes_the_window_in_progress(request, monkeypatch):
-    # Large ensembles go in blocks of members through windows of steps; a Ctrl-C inside a
-    # window puts the members that finished it back to its start, so that every member
-    # stands at the same step, which is exactly the state of an uninterrupted shorter run.
+def test_ctrl_c_between_member_blocks_finishes_the_window_in_progress(request, monkeypatch):
+    # Large ensembles go in blocks of members through windows of steps; a Ctrl-C lets the
+    # window in progress finish, so that every member stands at the same step and nothing
+    # computed is lost: exactly the state of an uninterrupted shorter run.
     from grokescape import _engine
 
-    monkeypatch.setattr(_engine, "_WINDOW_STEPS", 400)
-    monkeypatch.setattr(_engine, "_CHUNK_SECONDS", 0.05)  # several blocks per window
+    monkeypatch.setattr(_engine, "_CHUNK_SECONDS", 0.02)  # several blocks per window
     data = ge.teacher_data([0.9, 0.8], 512, 64, seed=0)
     ens = ge.Ensemble([2, 10, 10, 2], 3000)
     ens.init_random(seed=1)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    calls = []
+    real = _engine.core.train
+    monkeypatch.setattr(
+        _engine.core, "train", lambda *a: (calls.append(a[-1]), real(*a))[1], raising=True
+    )
     timer = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT))
     timer.start()
     kw = dict(batch_size=64, temperature=1e-4, seed=2, record_every=200)
+    tic = time.perf_counter()
     with pytest.raises(KeyboardInterrupt, match="interrupted after"):
         ens.train(data, 10**5, 0.05, 0.1, **kw)  # half a minute of work or more
+    assert time.perf_counter() - tic < 10.0
     timer.cancel()
+    assert len(calls) > 3  # the run did go in blocks of members
     done = int(ens.steps[0])
-    assert np.all(ens.steps == done) and done % 400 == 0
+    assert done > 0 and np.all(ens.steps == done)
     hist = ens.last_history
     assert hist.interrupted and hist.step[-1] <= done and np.all(np.isfinite(hist.train_mse))
     ref = ge.Ensemble([2, 10, 10, 2], 3000)

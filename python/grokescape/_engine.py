@@ -8,16 +8,18 @@ ensemble. :class:`grokescape.Ensemble`'s methods are thin wrappers around it.
 
 A call advances a span: some members by some steps. Small ensembles advance all members
 together; once a call would give each member fewer than ``_WINDOW_STEPS`` steps, members go
-in blocks through windows of that many steps, so a member's state is loaded, its epoch's
-permutation drawn and its state stored once per window rather than once per quarter second
-of the whole ensemble's work. Results do not depend on the split (the core's random draws
-are addressed by member and step).
+in blocks through windows of steps, so a member's state is loaded, its epoch's permutation
+drawn and its state stored once per window rather than once per quarter second of the
+whole ensemble's work. Results do not depend on the split (the core's random draws are
+addressed by member and step). Ctrl-C is read between calls: the run stops with every
+member at the same step and nothing computed lost (see :class:`_Calls`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,10 +43,12 @@ logger = logging.getLogger(__name__)
 
 # Target wall time of one call into the core: Ctrl-C and progress bars act between calls.
 _CHUNK_SECONDS = 0.25
-# Steps a member takes per call once the ensemble is split into blocks of members; long
-# enough that loading a member's state and drawing its epoch permutation are a small part
-# of a call.
+# Steps a member takes per call once the ensemble is split into blocks of members: at most
+# _WINDOW_STEPS (loading a member's state and drawing its epoch permutation are then a
+# small part of a call), and at most about _WINDOW_SECONDS of the whole ensemble's work, the
+# time a Ctrl-C waits for the window in progress to finish.
 _WINDOW_STEPS = 256
+_WINDOW_SECONDS = 1.0
 # Work of the first call, before a rate has been measured (member-steps).
 _FIRST_CALL_WORK = 200_000
 
@@ -150,12 +154,36 @@ class Stages:
 _STATE_FIELDS = ("params", "steps", "streams", "order_streams", "order_epochs", "diverged")
 
 
+class _Interrupts:
+    """Ctrl-C during a run as a count read between calls into the core, not as an exception
+    that could land between a call and its bookkeeping. Python delivers signals to the
+    main thread only; elsewhere the process's handler stays as it is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class _Calls:
     """Splits `total` steps of `n_members` members into calls of about _CHUNK_SECONDS.
 
     ``run(call)`` calls ``call(first, n_steps, member_begin, member_end)`` until every member
-    has taken every step, adapting the size of each call to the measured rate. In block
-    mode ``on_window(first)`` is called before each window starts.
+    has taken every step, adapting the size of each call to the measured rate, and returns
+    whether a Ctrl-C stopped it. Where members go in blocks, a Ctrl-C lets the window in
+    progress finish (about _WINDOW_SECONDS of work), so that every member stands at the same
+    step; a second Ctrl-C stops after the call in progress.
     """
 
     def __init__(self, total: int, n_members: int, per_epoch: int, start_step: int, bar: Any):
@@ -185,34 +213,37 @@ class _Calls:
         self.bar.update(n * (end - begin) / self.n_members)
 
     def run(
-        self,
-        call: Callable[[int, int, int, int], None],
-        on_window: Callable[[int], None] | None = None,
-        stop: Callable[[], bool] = lambda: False,
-    ) -> None:
+        self, call: Callable[[int, int, int, int], None], stop: Callable[[], bool] = lambda: False
+    ) -> bool:
         m = self.n_members
         if self.total == 0:
             call(0, 0, 0, m)
-            return
-        while self.done < self.total and not stop():
-            remaining = self.total - self.done
-            per_member = int(self.work // m)
-            if per_member >= min(_WINDOW_STEPS, remaining):
-                n = self._aligned(self.done, min(remaining, per_member))
-                self._timed(call, self.done, n, 0, m)
+            return False
+        with _Interrupts() as ctrl_c:
+            while self.done < self.total and not stop():
+                if ctrl_c.count:
+                    return True
+                remaining = self.total - self.done
+                per_member = int(self.work // m)
+                if per_member >= min(_WINDOW_STEPS, remaining):
+                    n = self._aligned(self.done, min(remaining, per_member))
+                    self._timed(call, self.done, n, 0, m)
+                    self.done += n
+                    continue
+                rate = self.work / _CHUNK_SECONDS
+                n = min(remaining, _WINDOW_STEPS, max(1, int(rate * _WINDOW_SECONDS / m)))
+                n = self._aligned(self.done, n)
+                begin = 0
+                while begin < m:
+                    if ctrl_c.count > 1:
+                        return True
+                    # blocks of whole lane groups (16 covers every kernel's group size)
+                    block = max(16, int(self.work // n) // 16 * 16)
+                    end = min(m, begin + block)
+                    self._timed(call, self.done, n, begin, end)
+                    begin = end
                 self.done += n
-                continue
-            n = self._aligned(self.done, min(remaining, _WINDOW_STEPS))
-            if on_window is not None:
-                on_window(self.done)
-            begin = 0
-            while begin < m:
-                # blocks of whole lane groups (16 covers every kernel's group size)
-                block = max(16, int(self.work // n) // 16 * 16)
-                end = min(m, begin + block)
-                self._timed(call, self.done, n, begin, end)
-                begin = end
-            self.done += n
+        return bool(ctrl_c.count)
 
 
 class Engine:
@@ -416,28 +447,13 @@ class Engine:
             span = core.Span(first=first, n_steps=n, member_begin=begin, member_end=end)
             core.train(self.core_state, run_data, schedule, records, options, span)
 
-        # Where members go in blocks, an interrupted window is undone, so that after Ctrl-C
-        # every member stands at the same step (the start of that window).
-        window: dict[str, Any] = {}
-
-        def on_window(first: int) -> None:
-            window.clear()
-            saved = {k: v.copy() for k, v in self.state_arrays().items()}
-            saved["diverged_at"] = diverged_at.copy()
-            window.update(saved, first=first)
-
         live = np.flatnonzero(~was_diverged)
         start = int(start_steps[live[0]]) if live.size else 0
         calls = _Calls(total, self.n_members, per_epoch, start, _bar(progress, total, "train"))
-        interrupted = False
         try:
-            calls.run(call, on_window)
-        except KeyboardInterrupt:
+            interrupted = calls.run(call)
+        except KeyboardInterrupt:  # raised by other code (run() reads Ctrl-C as a count)
             interrupted = True
-            if "first" in window and calls.done == window["first"]:
-                for name, arr in self.state_arrays().items():
-                    arr[...] = window[name]
-                diverged_at[...] = window["diverged_at"]
         finally:
             calls.bar.close()
         # Progress is read from the state the core wrote, not from Python variables that a
@@ -578,10 +594,9 @@ class Engine:
                 bar.set_postfix(escaped=sum(int((~e["diverged"]).sum()) for e in events))
 
         calls = _Calls(max_steps, m, per_epoch, int(start_step[0]), bar)
-        interrupted = False
         try:
-            calls.run(call, stop=lambda: not refill and not slots_active.any())
-        except KeyboardInterrupt:
+            interrupted = calls.run(call, stop=lambda: not refill and not slots_active.any())
+        except KeyboardInterrupt:  # raised by other code (run() reads Ctrl-C as a count)
             interrupted = True
         finally:
             bar.close()
