@@ -73,16 +73,18 @@ def test_each_experiment_separates_compute_plot_and_report():
     from matplotlib.figure import Figure
 
     from grokescape.experiments import EXPERIMENTS, landscape
+    from grokescape.experiments.common import run_experiment
 
     for name, module in EXPERIMENTS.items():
-        for step in ("compute", "plot", "report", "run"):
+        assert module.NAME == name
+        for step in ("compute", "plot", "report"):
             assert callable(getattr(module, step, None)), (name, step)
     cfg = {**load_config(True)["landscape"], "seed": 0}
     computed = landscape.compute(cfg)
     figures = landscape.plot(computed, cfg)
     assert all(isinstance(f, Figure) for f in figures.values())
     rep = landscape.report(computed, cfg)
-    res = landscape.run(cfg)
+    res = run_experiment(landscape, cfg)
     assert rep.claims == res.claims and rep.markdown == res.markdown
     assert list(res.tables) == list(computed.tables) and list(res.figures) == list(figures)
     plt.close("all")

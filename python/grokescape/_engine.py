@@ -18,13 +18,14 @@ member at the same step and nothing computed lost (see :class:`_Calls`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -246,6 +247,23 @@ class _Calls:
         return bool(ctrl_c.count)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _exclusive(what: str) -> Callable[[_Method], _Method]:
+    """The decorated Engine method runs as the only call on its ensemble (Engine.exclusive)."""
+
+    def wrap(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def inner(self: Engine, *args: Any, **kwargs: Any) -> Any:
+            with self.exclusive(what):
+                return method(self, *args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
 class Engine:
     """An ensemble's member states and every call that advances or evaluates them.
 
@@ -337,12 +355,12 @@ class Engine:
                  diverged_at: NDArray[np.int64]) -> Any:  # fmt: skip
         return core.Records(at=at, diverged_at=diverged_at, **arrays)
 
+    @_exclusive("observables")
     def evaluate(
         self, data: Dataset, beta: NDArray[np.float64], n_threads: int | None
     ) -> dict[str, NDArray[np.float64]]:
         """Exact observables of every member at per-member `beta`: {name: (M[, ...])}."""
-        with self.exclusive("observables"):
-            return self._evaluate(data, beta, n_threads)
+        return self._evaluate(data, beta, n_threads)
 
     def _evaluate(
         self, data: Dataset, beta: NDArray[np.float64], n_threads: int | None
@@ -355,29 +373,29 @@ class Engine:
         )  # fmt: skip
         return {k: v[0] for k, v in out.items()}
 
+    @_exclusive("gradients")
     def gradients(
         self, data: Dataset, beta: NDArray[np.float64], n_threads: int | None
     ) -> NDArray[Any]:
         """Exact full-batch gradient of the total loss of every member, (M, P)."""
         grads = np.zeros_like(self.params)
-        with self.exclusive("gradients"):
-            core.gradients(
-                self.core_state, self.network.run_data(data), beta, grads,
-                self._options(resolve_threads(n_threads)),
-            )  # fmt: skip
+        core.gradients(
+            self.core_state, self.network.run_data(data), beta, grads,
+            self._options(resolve_threads(n_threads)),
+        )  # fmt: skip
         return grads
 
+    @_exclusive("per_sample_gradient_moments")
     def gradient_moments(
         self, data: Dataset, n_threads: int | None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(1/n sum_i ||g_i||^2, ||1/n sum_i g_i||^2) of the per-sample gradients g_i."""
         mean_sq = np.empty(self.n_members)
         sq_mean = np.empty(self.n_members)
-        with self.exclusive("per_sample_gradient_moments"):
-            core.per_sample_gradient_moments(
-                self.core_state, self.network.run_data(data), mean_sq, sq_mean,
-                self._options(resolve_threads(n_threads)),
-            )  # fmt: skip
+        core.per_sample_gradient_moments(
+            self.core_state, self.network.run_data(data), mean_sq, sq_mean,
+            self._options(resolve_threads(n_threads)),
+        )  # fmt: skip
         return mean_sq, sq_mean
 
     def step_kernel(self, data: Dataset, batch_size: int | None, sampling: str) -> str:
@@ -398,6 +416,7 @@ class Engine:
             f"Recording {n_rec} rows of observables for {self.n_members} members",
         )
 
+    @_exclusive("train")
     def train(
         self,
         data: Dataset,
@@ -411,24 +430,6 @@ class Engine:
         progress: bool,
     ) -> History:
         """Advance every live member through `stages`, recording at `record_at`."""
-        with self.exclusive("train"):
-            return self._train(
-                data, stages, record_at, batch_size=batch_size, sampling=sampling, seed=seed,
-                n_threads=n_threads, progress=progress,
-            )  # fmt: skip
-
-    def _train(
-        self,
-        data: Dataset,
-        stages: Stages,
-        record_at: NDArray[np.int64],
-        *,
-        batch_size: int | None,
-        sampling: str,
-        seed: int,
-        n_threads: int | None,
-        progress: bool,
-    ) -> History:
         core_batch, per_epoch = batch_plan(data, batch_size, sampling)
         seed = _checks.seed(seed)
         options = self.network.options(core_batch, sampling, seed, resolve_threads(n_threads))
@@ -509,6 +510,7 @@ class Engine:
         return hist
 
     # ------------------------------------------------------------------ escape runs
+    @_exclusive("run_until_escape")
     def run_until_escape(
         self,
         data: Dataset,
@@ -529,38 +531,16 @@ class Engine:
         core_batch, per_epoch = batch_plan(data, batch_size, sampling)
         seed = _checks.seed(seed)
         options = self.network.options(core_batch, sampling, seed, resolve_threads(n_threads))
-        with self.exclusive("run_until_escape"):
-            crit = _resolve_criterion(self, data, criterion, beta, per_epoch)
-            if self.diverged.any():
-                raise ValueError("ens: some members have diverged; set their weights again first")
-            initial = _initial_criterion(self, data, crit)
-            if initial.any():
-                raise ValueError(
-                    f"criterion: already satisfied at the start by {int(initial.sum())} of "
-                    f"{self.n_members} members (first: member {int(np.argmax(initial))}); the "
-                    "threshold does not separate the trap from the escaped state"
-                )
-            return self._run_until_escape(
-                data, crit, max_steps, lr, beta, temperature, options, batch_size, per_epoch,
-                sampling, seed, refill, progress,
-            )  # fmt: skip
-
-    def _run_until_escape(
-        self,
-        data: Dataset,
-        crit: _Criterion,
-        max_steps: int,
-        lr: NDArray[np.float64],
-        beta: NDArray[np.float64],
-        temperature: NDArray[np.float64],
-        options: Any,
-        batch_size: int | None,
-        per_epoch: int,
-        sampling: str,
-        seed: int,
-        refill: bool,
-        progress: bool,
-    ) -> EscapeResult:
+        crit = _resolve_criterion(self, data, criterion, beta, per_epoch)
+        if self.diverged.any():
+            raise ValueError("ens: some members have diverged; set their weights again first")
+        initial = _initial_criterion(self, data, crit)
+        if initial.any():
+            raise ValueError(
+                f"criterion: already satisfied at the start by {int(initial.sum())} of "
+                f"{self.n_members} members (first: member {int(np.argmax(initial))}); the "
+                "threshold does not separate the trap from the escaped state"
+            )
         m = self.n_members
         slots_active = np.ones(m, dtype=np.uint8)
         start_step = self.steps.copy()

@@ -88,6 +88,7 @@ def reproduce(
     """
     matplotlib.use("Agg")
     from grokescape.experiments import EXPERIMENTS
+    from grokescape.experiments.common import run_experiment
 
     names = list(experiments) if experiments else list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -105,7 +106,7 @@ def reproduce(
             cfg["members"] = int(members)
         logger.info("running %s", name)
         print(f"[grokescape] {name} ...", file=sys.stderr, flush=True)
-        result = EXPERIMENTS[name].run(cfg, n_threads=threads, progress=progress)
+        result = run_experiment(EXPERIMENTS[name], cfg, n_threads=threads, progress=progress)
         results[name] = result
         exp_dir = out_dir / name
         exp_dir.mkdir(exist_ok=True)

@@ -450,6 +450,7 @@ def measure_sizes(
     for m in sorted(int(v) for v in sizes):
         ens = Ensemble(list(wl.widths), m)
         ens.set_weights(wl.initial_weights(data, m, "float64"))
+
         def run(n: int, ens: Ensemble = ens) -> None:
             ens.train(data, n, wl.lr, wl.beta, batch_size=wl.batch_size, n_threads=n_threads)
 

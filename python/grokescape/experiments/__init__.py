@@ -2,11 +2,10 @@
 
 Each experiment is a module with three steps, ``compute`` (simulations and theory: tables
 and values), ``plot`` (figures from them) and ``report`` (the rows it contributes to the
-report's table of the paper's claims, and a markdown section), composed by
-``run(config, *, n_threads=None, progress=False)`` into an
-:class:`~grokescape.experiments.common.ExperimentResult`
-(:func:`~grokescape.experiments.common.run_experiment`). The escape experiments measure
-through :func:`~grokescape.experiments.escape_sweep.escape_sweep`.
+report's table of the paper's claims, and a markdown section), composed into an
+:class:`~grokescape.experiments.common.ExperimentResult` by
+:func:`~grokescape.experiments.common.run_experiment` (module, config). The escape
+experiments measure through :func:`~grokescape.experiments.escape_sweep.escape_sweep`.
 :func:`grokescape.reproduce.reproduce` runs them and writes the outputs.
 """
 

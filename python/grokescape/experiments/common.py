@@ -14,8 +14,9 @@ Every experiment module has three steps, composed by its ``run`` through
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -104,11 +105,8 @@ class Report:
 
 
 def run_experiment(
-    name: str,
+    experiment: ModuleType,
     config: dict[str, Any],
-    compute: Compute,
-    plot: Callable[[Computed, dict[str, Any]], dict[str, Figure]],
-    report: Callable[[Computed, dict[str, Any]], Report],
     *,
     n_threads: int | None = None,
     progress: bool = False,
@@ -117,15 +115,14 @@ def run_experiment(
 
     Parameters
     ----------
-    name : str
-        The experiment's name in the report.
+    experiment : module
+        An experiment module of :mod:`grokescape.experiments`: its ``NAME`` and its three
+        steps ``compute``, ``plot`` and ``report`` (see the package's docstring).
     config : dict
         Its configuration (echoed in the result).
-    compute, plot, report : callable
-        The experiment's three steps (see the module's docstring).
     n_threads : int or None
     progress : bool
-        Passed to `compute`.
+        Passed to ``compute``.
 
     Returns
     -------
@@ -134,11 +131,11 @@ def run_experiment(
         wall time of all three steps.
     """
     tic = time.perf_counter()
-    computed = compute(config, n_threads=n_threads, progress=progress)
-    figures = plot(computed, config)
-    rep = report(computed, config)
+    computed = experiment.compute(config, n_threads=n_threads, progress=progress)
+    figures = experiment.plot(computed, config)
+    rep = experiment.report(computed, config)
     return ExperimentResult(
-        name,
+        experiment.NAME,
         config,
         tables=dict(computed.tables),
         figures=figures,

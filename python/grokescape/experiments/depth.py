@@ -22,12 +22,10 @@ from grokescape.experiments.common import (
     REFUTED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     fmt,
     markdown_table,
     paper_data,
-    run_experiment,
 )
 from grokescape.experiments.escape_sweep import EscapePoint, escape_sweep
 from grokescape.stats_plots import plot_survival
@@ -118,12 +116,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         "at fixed beta and T; the per-mode barrier grows with depth",
     )
     return Report([claim], markdown_table(table))
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the depth experiment."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )

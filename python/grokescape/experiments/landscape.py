@@ -16,11 +16,9 @@ from grokescape.experiments.common import (
     NOT_REPRODUCED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     fmt,
     markdown_table,
-    run_experiment,
 )
 
 NAME = "landscape"
@@ -178,12 +176,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         + markdown_table(computed.tables["critical_betas"])
     )
     return Report(claims, markdown)
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the landscape experiment."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )

@@ -15,11 +15,9 @@ from grokescape.experiments.common import (
     REFUTED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     fmt,
     markdown_table,
-    run_experiment,
 )
 from grokescape.experiments.phase_diagram import (
     LEARNED,
@@ -114,12 +112,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         "hysteresis = no re-entry",
     )
     return Report([claim], markdown_table(summary))
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the nonlinear experiment."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )

@@ -23,12 +23,10 @@ from grokescape.experiments.common import (
     REFUTED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     fmt,
     markdown_table,
     paper_data,
-    run_experiment,
     verdict_within,
     widths_label,
 )
@@ -298,12 +296,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         "to lambda = 0 vanishes and minibatch noise crosses it early."
     )
     return Report(claims, markdown)
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the phase diagram."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )

@@ -27,11 +27,9 @@ from grokescape.experiments.common import (
     REFUTED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     fmt,
     markdown_table,
-    run_experiment,
 )
 from grokescape.experiments.escape_sweep import EscapePoint, escape_sweep
 
@@ -215,12 +213,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         + markdown_table(delays)
     )
     return Report(claims, markdown)
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the sparse grokking experiment."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )

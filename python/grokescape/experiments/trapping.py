@@ -37,14 +37,12 @@ from grokescape.experiments.common import (
     REPRODUCED,
     Claim,
     Computed,
-    ExperimentResult,
     Report,
     checkpoint_ensemble,
     copy_ensemble,
     fmt,
     markdown_table,
     paper_data,
-    run_experiment,
 )
 from grokescape.experiments.escape_sweep import EscapePoint, escape_sweep
 from grokescape.stats_plots import plot_survival
@@ -395,12 +393,3 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
         + markdown_table(conv)
     )
     return Report(claims, markdown)
-
-
-def run(
-    config: dict[str, Any], *, n_threads: int | None = None, progress: bool = False
-) -> ExperimentResult:
-    """Compute, plot and report the trapping experiment."""
-    return run_experiment(
-        NAME, config, compute, plot, report, n_threads=n_threads, progress=progress
-    )
