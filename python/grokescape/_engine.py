@@ -339,6 +339,19 @@ class Engine:
     def _options(self, n_threads: int) -> Any:
         return self.network.options(0, "epoch", 0, n_threads)
 
+    def _run_options(
+        self, data: Dataset, batch_size: int | None, sampling: str, seed: int,
+        n_threads: int | None,
+    ) -> tuple[Any, int, int]:  # fmt: skip
+        """(core.Options, batches per epoch, checked seed) of a run."""
+        core_batch, per_epoch = batch_plan(data, batch_size, sampling)
+        seed = _checks.seed(seed)
+        return (
+            self.network.options(core_batch, sampling, seed, resolve_threads(n_threads)),
+            per_epoch,
+            seed,
+        )
+
     def observable_arrays(self, rows: int, n_modes: int) -> dict[str, NDArray[np.float64]]:
         m, w = self.n_members, self.network.widths
         k = min(w[0], w[-1])
@@ -430,9 +443,7 @@ class Engine:
         progress: bool,
     ) -> History:
         """Advance every live member through `stages`, recording at `record_at`."""
-        core_batch, per_epoch = batch_plan(data, batch_size, sampling)
-        seed = _checks.seed(seed)
-        options = self.network.options(core_batch, sampling, seed, resolve_threads(n_threads))
+        options, per_epoch, seed = self._run_options(data, batch_size, sampling, seed, n_threads)
         total = stages.total
         n_rec = int(record_at.size)
         self.check_record_memory(n_rec, data)
@@ -528,9 +539,7 @@ class Engine:
         progress: bool,
     ) -> EscapeResult:
         """Run every member (slot) until its trajectory escapes; see Ensemble.run_until_escape."""
-        core_batch, per_epoch = batch_plan(data, batch_size, sampling)
-        seed = _checks.seed(seed)
-        options = self.network.options(core_batch, sampling, seed, resolve_threads(n_threads))
+        options, per_epoch, seed = self._run_options(data, batch_size, sampling, seed, n_threads)
         crit = _resolve_criterion(self, data, criterion, beta, per_epoch)
         if self.diverged.any():
             raise ValueError("ens: some members have diverged; set their weights again first")
