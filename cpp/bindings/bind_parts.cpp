@@ -74,7 +74,7 @@ void bind_parts(py::module_& m) {
                        "Members [member_begin, member_end) advance from run step first by n_steps.")
       .def(py::init([](std::int64_t first, std::int64_t n_steps, ge::Index member_begin,
                        ge::Index member_end) {
-             return ge::Span{first, n_steps, member_begin, member_end};
+             return ge::Span{first, n_steps, member_begin, member_end, nullptr};
            }),
            py::kw_only(), py::arg("first"), py::arg("n_steps"), py::arg("member_begin"),
            py::arg("member_end"));

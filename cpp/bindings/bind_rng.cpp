@@ -19,7 +19,8 @@ void bind_rng(py::module_& m) {
       .value("replacement", grokescape::Purpose::kReplacement)
       .value("langevin", grokescape::Purpose::kLangevin)
       .value("residual", grokescape::Purpose::kResidual)
-      .value("user", grokescape::Purpose::kUser);
+      .value("user", grokescape::Purpose::kUser)
+      .value("splitting", grokescape::Purpose::kSplitting);
 
   m.def(
       "philox4x64_10",

@@ -11,6 +11,7 @@ void bind_state(py::module_& m);
 void bind_train(py::module_& m);
 void bind_evaluate(py::module_& m);
 void bind_escape(py::module_& m);
+void bind_splitting(py::module_& m);
 
 PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
   m.doc() = "grokescape compiled core (private; use the grokescape package)";
@@ -22,4 +23,5 @@ PYBIND11_MODULE(GROKESCAPE_MODULE_NAME, m) {
   bind_train(m);
   bind_evaluate(m);
   bind_escape(m);
+  bind_splitting(m);
 }

@@ -16,6 +16,7 @@
 #include "grokescape/layout.hpp"
 #include "grokescape/member_state.hpp"
 #include "grokescape/records.hpp"
+#include "grokescape/splitting.hpp"
 
 namespace grokescape::bind {
 
@@ -166,6 +167,23 @@ struct SlotArrays {
     s.init_params = field<S>(init_params, n_members * n_params, "slots.init_params");
     s.refill = refill;
     s.refill_base = refill_base;
+    return s;
+  }
+};
+
+// Per-member state of the trap's loops (splitting.hpp, stage 1).
+struct LoopSlotArrays {
+  py::array seeking_a, loop_start, sigma_step, restarts, pooled, init_params;
+
+  template <class S>
+  LoopSlots<S> ref(Index n_members, Index n_params) const {
+    LoopSlots<S> s;
+    s.seeking_a = field<std::uint8_t>(seeking_a, n_members, "loop_slots.seeking_a");
+    s.loop_start = field<std::int64_t>(loop_start, n_members, "loop_slots.loop_start");
+    s.sigma_step = field<std::int64_t>(sigma_step, n_members, "loop_slots.sigma_step");
+    s.restarts = field<std::int64_t>(restarts, n_members, "loop_slots.restarts");
+    s.pooled = field<std::int64_t>(pooled, n_members, "loop_slots.pooled");
+    s.init_params = field<S>(init_params, n_members * n_params, "loop_slots.init_params");
     return s;
   }
 };

@@ -619,6 +619,146 @@ class Engine:
             )
         return result
 
+    # ------------------------------------------------------------------ splitting
+    def _score_criterion(self, kind: Any, index: int, every: int) -> Any:  # core.Criterion
+        return core.Criterion(
+            kind=kind, index=index, values=np.zeros(self.n_members), hold=0, check_every=every
+        )
+
+    @_exclusive("splitting")
+    def splitting(
+        self,
+        data: Dataset,
+        kind: Any,
+        index: int,
+        options: Any,  # core.SplittingOptions
+        n_runs: int,
+        first_run_id: int,
+        lr: NDArray[np.float64],
+        beta: NDArray[np.float64],
+        temperature: NDArray[np.float64],
+        *,
+        batch_size: int | None,
+        sampling: str,
+        seed: int,
+        n_threads: int | None,
+        progress: bool,
+    ) -> tuple[dict[str, NDArray[Any]], bool]:
+        """AMS runs of n replicas each from this ensemble's n_runs x n member states (run r:
+        members [r n, (r + 1) n)); see grokescape.splitting. Returns the per-run results
+        and whether a Ctrl-C stopped the runs (the ones not done are then left out)."""
+        opts, _, seed = self._run_options(data, batch_size, sampling, seed, n_threads)
+        run_data = self.network.run_data(data)
+        crit = self._score_criterion(kind, index, 1)
+        runs = core.Splitting(
+            state=self.core_state, n_runs=n_runs, first_run_id=first_run_id, seed=seed,
+            options=options,
+        )  # fmt: skip
+        runs.start(self.core_state, run_data, crit, opts)
+        stages = Stages(
+            end=np.array([np.iinfo(np.int64).max // 2], dtype=np.int64),
+            lr=lr[None, :], beta=beta[None, :], temperature=temperature[None, :],
+        )  # fmt: skip
+        schedule = stages.core()
+        bar = tqdm(total=n_runs, unit="run", disable=not progress, desc="splitting", leave=False)
+        work, left, interrupted = float(_FIRST_CALL_WORK), n_runs, False
+        try:
+            with _Interrupts() as ctrl_c:
+                while left and not ctrl_c.count:
+                    tic = time.perf_counter()
+                    left = runs.advance(self.core_state, run_data, schedule, crit, opts,
+                                        _WINDOW_STEPS, work)  # fmt: skip
+                    elapsed = time.perf_counter() - tic
+                    work = max(1e3, min(work / max(elapsed, 1e-6) * _CHUNK_SECONDS, 4.0 * work))
+                    bar.update(n_runs - left - bar.n)
+                interrupted = bool(ctrl_c.count)
+        except KeyboardInterrupt:  # raised by other code (the loop reads Ctrl-C as a count)
+            interrupted = True
+        finally:
+            bar.close()
+        out = runs.results()
+        done = np.asarray(out["done"], dtype=bool)
+        return {k: np.asarray(v)[done] for k, v in out.items()}, interrupted
+
+    @_exclusive("trap_loops")
+    def trap_loops(
+        self,
+        data: Dataset,
+        kind: Any,
+        index: int,
+        options: Any,  # core.LoopOptions
+        steps: int,
+        lr: NDArray[np.float64],
+        beta: NDArray[np.float64],
+        temperature: NDArray[np.float64],
+        *,
+        batch_size: int | None,
+        sampling: str,
+        seed: int,
+        n_threads: int | None,
+        progress: bool,
+    ) -> tuple[pd.DataFrame, dict[str, NDArray[Any]], bool]:
+        """Stage 1 of the mean escape time: every member followed through loops A -> Sigma
+        -> A for `steps` steps (see grokescape.splitting). Returns the events (member, kind
+        "up"/"loop"/"reactive", duration, at), the pooled Sigma states and whether a
+        Ctrl-C stopped it."""
+        opts, per_epoch, seed = self._run_options(data, batch_size, sampling, seed, n_threads)
+        run_data = self.network.run_data(data)
+        crit = self._score_criterion(kind, index, 1)
+        m = self.n_members
+        slots = core.LoopSlots(
+            seeking_a=np.zeros(m, np.uint8), loop_start=self.steps.copy(),
+            sigma_step=np.zeros(m, np.int64), restarts=np.zeros(m, np.int64),
+            pooled=np.zeros(m, np.int64), init_params=self.params.copy(),
+        )  # fmt: skip
+        stages = Stages(
+            end=np.array([steps], dtype=np.int64),
+            lr=lr[None, :], beta=beta[None, :], temperature=temperature[None, :],
+        )  # fmt: skip
+        schedule = stages.core()
+        outs: list[dict[str, NDArray[Any]]] = []
+
+        def call(first: int, n: int, begin: int, end: int) -> None:
+            span = core.Span(first=first, n_steps=n, member_begin=begin, member_end=end)
+            outs.append(
+                core.trap_loops(
+                    self.core_state, run_data, schedule, crit, options, slots, opts, span
+                )  # fmt: skip
+            )
+
+        calls = _Calls(steps, m, per_epoch, int(self.steps[0]), _bar(progress, steps, "loops"))
+        try:
+            interrupted = calls.run(call)
+        except KeyboardInterrupt:  # raised by other code (run() reads Ctrl-C as a count)
+            interrupted = True
+        finally:
+            calls.bar.close()
+
+        def cat(key: str, dtype: Any, shape: tuple[int, ...] = ()) -> NDArray[Any]:
+            parts = [np.asarray(o[key]) for o in outs]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype)
+
+        kinds = np.array(["up", "loop", "reactive"])
+        events = pd.DataFrame(
+            {
+                "member": cat("member", np.int64),
+                "kind": kinds[cat("kind", np.int64)],
+                "duration": cat("duration", np.int64),
+                "at": cat("at", np.int64),
+            }
+        ).sort_values(["member", "at"], kind="stable", ignore_index=True)
+        pool = {
+            "params": cat("pool_params", self.network.dtype, (self.network.n_params,)),
+            "steps": cat("pool_step", np.int64),
+            "streams": cat("pool_stream", np.uint64),
+            "order_streams": cat("pool_order_stream", np.uint64),
+            "order_epochs": cat("pool_order_epoch", np.int64),
+            "member": cat("pool_member", np.int64),
+        }
+        order = np.lexsort((pool["steps"], pool["member"]))
+        pool = {k: v[order] for k, v in pool.items()}
+        return events, pool, interrupted
+
 
 def _bar(progress: bool, total: int, desc: str) -> Any:
     return tqdm(

@@ -801,6 +801,122 @@ class Ensemble:
             progress=progress,
         )
 
+    # ------------------------------------------------------------------ splitting (low level)
+    def ams_runs(
+        self,
+        data: Dataset,
+        criterion: ModeThreshold | TestMSEThreshold,
+        *,
+        n: int,
+        k: int,
+        runs: int,
+        z_a: float,
+        z_b: float,
+        lr: ArrayLike,
+        beta: ArrayLike,
+        temperature: ArrayLike,
+        batch_size: int | None = None,
+        sampling: str = "epoch",
+        seed: int = 0,
+        horizon: int = 0,
+        score_every: int = 1,
+        quantum: float = 0.0,
+        max_iterations: int = -1,
+        first_run: int = 0,
+        naive: bool = False,
+        n_threads: int | None = None,
+        progress: bool = False,
+    ) -> tuple[dict[str, NDArray[Any]], bool]:
+        """Adaptive multilevel splitting runs from this ensemble's member states: the
+        building block of :mod:`grokescape.splitting` (use its functions).
+
+        The ensemble holds ``runs x n`` members; run r's n replicas start from members
+        [r n, (r + 1) n) (each continued with a fresh random stream). The score is the
+        criterion's (mode amplitude, singular value or minus the test MSE); A = {score <=
+        z_a}, B = {score >= z_b}, scores every `score_every` steps, rounded down to
+        multiples of `quantum` (0: exact); with a `horizon` replicas also end at that age.
+        Run ids first_run, first_run + 1, ... address the runs' random streams.
+        ``naive=True`` is the biased variant the tests use as a negative control.
+
+        Returns
+        -------
+        (results, interrupted)
+            Per finished run: run, p, weight, iterations, killed, in_b, reactive_age (sum of
+            the ages at which replicas reached B), member_steps, last_level, done.
+        """
+        data = self._check_data(data)
+        kind, index = _score_of(self, data, criterion)
+        if self.n_members != runs * n:
+            raise ValueError(
+                f"runs: this ensemble holds {self.n_members} members, not {runs} x {n}"
+            )
+        core_batch, per_epoch = batch_plan(data, batch_size, sampling)
+        options = core.SplittingOptions(
+            n_replicas=n, n_kill=k, z_a=float(z_a), z_b=float(z_b), horizon=int(horizon),
+            score_every=int(score_every), quantum=float(quantum),
+            max_iterations=int(max_iterations), naive=bool(naive),
+            batches_per_epoch=per_epoch if core_batch and sampling == "epoch" else 0,
+        )  # fmt: skip
+        m = self.n_members
+        return self._engine.splitting(
+            data, kind, index, options, runs, first_run,
+            _checks.per_member(lr, "lr", m, low=0.0, low_inclusive=False), self._beta(beta),
+            _checks.per_member(temperature, "temperature", m, low=0.0, low_inclusive=True),
+            batch_size=batch_size, sampling=sampling, seed=seed, n_threads=n_threads,
+            progress=progress,
+        )  # fmt: skip
+
+    def trap_loops(
+        self,
+        data: Dataset,
+        criterion: ModeThreshold | TestMSEThreshold,
+        steps: int,
+        *,
+        z_a: float,
+        z_sigma: float,
+        z_b: float,
+        lr: ArrayLike,
+        beta: ArrayLike,
+        temperature: ArrayLike,
+        batch_size: int | None = None,
+        sampling: str = "epoch",
+        seed: int = 0,
+        score_every: int = 1,
+        quantum: float = 0.0,
+        pool_per_member: int = 16,
+        n_threads: int | None = None,
+        progress: bool = False,
+    ) -> tuple[Any, dict[str, NDArray[Any]], bool]:
+        """Stage 1 of :func:`grokescape.splitting.mean_escape_time` (use that): every member,
+        starting in A, is followed for `steps` steps through loops A -> Sigma -> A, with
+        A = {score <= z_a}, Sigma = {score >= z_sigma}; a member reaching B = {score >=
+        z_b} starts again from its initial state with a fresh stream.
+
+        Returns
+        -------
+        (events, pool, interrupted)
+            events: a DataFrame with member, kind ("up": A -> Sigma, "loop": A -> Sigma ->
+            A, "reactive": Sigma -> B), duration and at (steps); pool: the member states at
+            the first `pool_per_member` Sigma crossings of each member (arrays params,
+            steps, streams, order_streams, order_epochs, member).
+        """
+        data = self._check_data(data)
+        kind, index = _score_of(self, data, criterion)
+        steps = _checks.integer(steps, "steps", minimum=1)
+        m = self.n_members
+        options = core.LoopOptions(
+            z_a=float(z_a), z_sigma=float(z_sigma), z_b=float(z_b), score_every=int(score_every),
+            quantum=float(quantum), pool_per_member=int(pool_per_member),
+            refill_base=int(self._engine.streams.max()) + 1,
+        )  # fmt: skip
+        return self._engine.trap_loops(
+            data, kind, index, options, steps,
+            _checks.per_member(lr, "lr", m, low=0.0, low_inclusive=False), self._beta(beta),
+            _checks.per_member(temperature, "temperature", m, low=0.0, low_inclusive=True),
+            batch_size=batch_size, sampling=sampling, seed=seed, n_threads=n_threads,
+            progress=progress,
+        )  # fmt: skip
+
     @property
     def streams(self) -> NDArray[np.uint64]:
         """Random stream (trajectory id) of each member (read-only)."""
@@ -843,3 +959,27 @@ class Ensemble:
         ``"samples"`` (one member at a time)."""
         data = self._check_data(data)
         return self._engine.step_kernel(data, batch_size, sampling)
+
+
+def _score_of(ens: Ensemble, data: Dataset, criterion: Any) -> tuple[Any, int]:
+    """The core's score kind and index of a criterion (its threshold is not used)."""
+    if isinstance(criterion, ModeThreshold):
+        if criterion.on not in ("lambda", "sv"):
+            raise ValueError(f"criterion.on: expected 'lambda' or 'sv', got {criterion.on!r}")
+        n_idx = data.n_modes if criterion.on == "lambda" else min(ens.widths[0], ens.widths[-1])
+        idx = _checks.integer(criterion.mode, "criterion.mode", minimum=0)
+        if idx >= n_idx:
+            raise ValueError(f"criterion.mode: {idx} is out of range (the data has {n_idx})")
+        kind = (
+            core.CriterionKind.mode_amplitude
+            if criterion.on == "lambda"
+            else core.CriterionKind.singular_value
+        )
+        return kind, idx
+    if isinstance(criterion, TestMSEThreshold):
+        if data.n_test == 0:
+            raise ValueError("criterion: TestMSEThreshold needs test data in the Dataset")
+        return core.CriterionKind.test_mse, 0
+    raise TypeError(
+        f"criterion: expected a ModeThreshold or TestMSEThreshold, got {type(criterion).__name__}"
+    )

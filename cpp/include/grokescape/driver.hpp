@@ -74,12 +74,15 @@ struct RunOptions {
 };
 
 // The part of a run one call does: members [member_begin, member_end) advance from run step
-// `first` (steps done by earlier calls) by n_steps.
+// `first` (steps done by earlier calls) by n_steps. With a member list, the members are
+// members[member_begin .. member_end) instead, grouped in that order (splitting gathers its
+// running replicas so that lane groups stay full).
 struct Span {
   std::int64_t first = 0;
   std::int64_t n_steps = 0;
   Index member_begin = 0;
   Index member_end = 0;
+  const Index* members = nullptr;
 };
 
 // Batches of at least this many samples use the sample-rows kernel, smaller ones the
@@ -167,6 +170,11 @@ struct Running {
   SampleOrder order;
   std::int64_t step;
   Index stage;      // current stage of the schedule
+  // The step parameters and noise scale of stage sp_stage, worked out once per stage (a
+  // policy that acts every step would otherwise pay for them every step).
+  kernels::StepParams<S> sp;
+  double sigma;
+  Index sp_stage;
   Extra x;
 };
 
@@ -517,7 +525,8 @@ void drive(const Layout& layout, const EnsembleRef<S>& ens, const RunData<S>& da
         Member members[kMax];
         int n_active = 0;
         if (st.lanes_layout()) std::fill(st.local.begin(), st.local.end(), S(0));  // idle lanes
-        for (Index m = begin + g * group; m < std::min(end, begin + (g + 1) * group); ++m) {
+        for (Index i = begin + g * group; i < std::min(end, begin + (g + 1) * group); ++i) {
+          const Index m = span.members ? span.members[i] : i;
           if (!policy.admit(m)) continue;
           Member& mb = members[n_active];
           mb.m = m;
@@ -529,6 +538,7 @@ void drive(const Layout& layout, const EnsembleRef<S>& ens, const RunData<S>& da
           mb.step = ens.steps[m];
           mb.stage = 0;
           while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= first) ++mb.stage;
+          mb.sp_stage = -1;
           st.samplers[n_active].forget();
           ++n_active;
         }
@@ -552,8 +562,13 @@ void drive(const Layout& layout, const EnsembleRef<S>& ens, const RunData<S>& da
             while (mb.stage + 1 < sched.n_stages && sched.stage_end[mb.stage] <= r) ++mb.stage;
             if (mb.stage + 1 < sched.n_stages) until = std::min(until, sched.stage_end[mb.stage]);
             until = std::min(until, policy.next_stop(mb, r));
-            Scratch::step_params(hyper(mb, sched.lr), hyper(mb, sched.beta),
-                                 hyper(mb, sched.temperature), opt.decay_bias, sp[q], sigma[q]);
+            if (mb.sp_stage != mb.stage) {
+              Scratch::step_params(hyper(mb, sched.lr), hyper(mb, sched.beta),
+                                   hyper(mb, sched.temperature), opt.decay_bias, mb.sp, mb.sigma);
+              mb.sp_stage = mb.stage;
+            }
+            sp[q] = mb.sp;
+            sigma[q] = mb.sigma;
             noisy = noisy || sigma[q] > 0.0;
             streams[q] = mb.stream;
             orders[q] = mb.order;

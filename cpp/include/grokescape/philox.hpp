@@ -166,6 +166,7 @@ enum class Purpose : std::uint64_t {
   kLangevin = 4,     // additive Langevin noise (step = SGD step)
   kResidual = 5,     // random trap residuals
   kUser = 6,         // draws requested from Python for other uses
+  kSplitting = 7,    // parent choices of splitting (step = iteration)
 };
 
 // The draws of one (seed, stream, step, purpose) address, read sequentially.

@@ -15,6 +15,7 @@ from grokescape.experiments import (
     landscape,
     nonlinear,
     phase_diagram,
+    rare_escapes,
     sparse,
     trapping,
 )
@@ -26,6 +27,7 @@ EXPERIMENTS = {
     "phase-diagram": phase_diagram,
     "trapping": trapping,
     "arrhenius": arrhenius,
+    "rare-escapes": rare_escapes,
     "sparse-grokking": sparse,
     "depth": depth,
     "nonlinear": nonlinear,
