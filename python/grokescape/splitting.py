@@ -470,7 +470,7 @@ def mean_escape_time(
     sampling: str = "epoch",
     seed: int = 0,
     loop_steps: int = 20_000,
-    pool_per_member: int = 4,
+    pool_per_member: int = 1000,
     n: int = 100,
     k: int = 1,
     runs: int = 16,
@@ -494,7 +494,9 @@ def mean_escape_time(
     loop_steps : int
         Steps of stage 1 per member.
     pool_per_member : int
-        Sigma states each member gives to stage 2 (its first crossings).
+        Sigma states each member gives to stage 2 (its first crossings; the default keeps
+        them all, so that the pool samples the crossings of the whole of stage 1, not only
+        those soon after the trap's initial state).
     z_sigma : float, optional
         Sigma = {score >= z_sigma}, between z_a and z_b (default: module docstring).
     n_boot : int
