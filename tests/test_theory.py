@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import runpy
-from pathlib import Path
 
 import matplotlib
 
@@ -17,8 +16,6 @@ from scipy.optimize import brentq, minimize_scalar  # noqa: E402
 from grokescape import theory  # noqa: E402
 from grokescape import theory_plots as tp  # noqa: E402
 from grokescape.data import Dataset, teacher_data  # noqa: E402
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "theory_figures.py"
 
 
 def sig_round(x: float, digits: int) -> float:
@@ -519,8 +516,9 @@ def test_plot_phase_diagram_data():
     plt.close(fig)
 
 
-def test_example_script_writes_pngs(tmp_path):
-    runpy.run_path(str(EXAMPLE), run_name="not_main")["main"](["x", str(tmp_path)])
+def test_example_script_writes_pngs(tmp_path, repo_file):
+    example = repo_file("examples/theory_figures.py")
+    runpy.run_path(str(example), run_name="not_main")["main"](["x", str(tmp_path)])
     for name in ("landscape.png", "bifurcation.png", "phase_diagram.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

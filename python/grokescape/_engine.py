@@ -25,18 +25,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
-from tqdm.auto import tqdm
 
 from grokescape import _checks
 from grokescape._native import core
 from grokescape.data import Dataset
 from grokescape.escape import EscapeResult, ModeThreshold, TestMSEThreshold
 from grokescape.history import History
+
+# pandas is imported where a table is made: at module level it would be most of
+# `import grokescape`'s time (tests/test_import.py).
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Engine", "Network", "Stages", "resolve_threads"]
 
@@ -761,6 +764,8 @@ class Engine:
 
 
 def _bar(progress: bool, total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
     return tqdm(
         total=total, unit="step", disable=not progress, desc=desc, leave=False,
         bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
@@ -846,6 +851,8 @@ def _observables_frame(engine: Engine, data: Dataset, beta: NDArray[np.float64])
         cols[f"lambda_{i}"] = out["lam"][:, i]
     for k in range(out["sv"].shape[1]):
         cols[f"sv_{k}"] = out["sv"][:, k]
+    import pandas as pd
+
     return pd.DataFrame(cols)
 
 
@@ -915,6 +922,8 @@ def _escape_table(
     ages = engine.steps[running] - start_step[running]
     c_slot = running.astype(np.int64)
     slot_all = np.concatenate([slot, c_slot])
+    import pandas as pd
+
     frame = pd.DataFrame(
         {
             "member": slot_all,

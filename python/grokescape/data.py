@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import warnings
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from grokescape import _checks
+
+# pandas is imported where a table is made: at module level it would be most of
+# `import grokescape`'s time (tests/test_import.py).
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Dataset", "teacher_data"]
 
@@ -176,6 +180,8 @@ class Dataset:
 
     def summary(self) -> pd.DataFrame:
         """One row per mode: nominal eta (if known) and empirical eta_hat."""
+        import pandas as pd
+
         df = pd.DataFrame({"mode": np.arange(self.n_modes), "eta_hat": self.eta_hat})
         if self.eta is not None and self.eta.shape == self.eta_hat.shape:
             df.insert(1, "eta", self.eta)

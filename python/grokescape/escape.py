@@ -19,10 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+# pandas is imported where a table is made: at module level it would be most of
+# `import grokescape`'s time (tests/test_import.py).
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["EscapeResult", "ModeThreshold", "TestMSEThreshold"]
 
@@ -149,6 +153,8 @@ class EscapeResult:
             meta = json.loads(tab.schema.metadata[b"grokescape"])
             table = tab.to_pandas()
         else:
+            import pandas as pd
+
             table = pd.read_csv(path)
             meta = json.loads(path.with_suffix(".json").read_text())
         return cls(table=table, settings=meta["settings"], interrupted=meta["interrupted"])

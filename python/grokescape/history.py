@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
+
+# pandas is imported where a table is made: at module level it would be most of
+# `import grokescape`'s time (tests/test_import.py).
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["History"]
 
@@ -99,6 +103,8 @@ class History:
         for i in range(self.energy.shape[2]):
             cols[f"energy_{i}"] = self.energy[rows, :, i].ravel()
         cols["diverged"] = np.tile(self.diverged, n_rec)
+        import pandas as pd
+
         return pd.DataFrame(cols)
 
     def __repr__(self) -> str:
