@@ -4,8 +4,9 @@ stored for the core variant in use, computed on the code before the one-driver r
 
 import platform
 
+import numpy as np
 import pytest
-from bit_hashes import CASES, stored
+from bit_hashes import CASES, run, stored
 
 from grokescape._native import ISA
 
@@ -16,7 +17,14 @@ def test_bits_equal_the_stored_hashes(name):
     # (aarch64 wheels from cibuildwheel) has other vector code and rounds differently.
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip(f"no stored hashes for {platform.machine()}")
-    expected = stored().get(ISA)
+    store = stored()
+    expected = store.get(ISA)
     if expected is None:
         pytest.skip(f"no stored hashes for the {ISA} core variant")
-    assert CASES[name]() == expected[name]
+    inputs, result = run(name)
+    if inputs != store["inputs"][name]:
+        pytest.skip(
+            f"numpy {np.__version__} builds this case's inputs (teacher data, modes, traps) "
+            "with other bits than the numpy that stored the hashes: the core cannot be compared"
+        )
+    assert result == expected[name]
