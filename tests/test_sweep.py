@@ -144,7 +144,7 @@ def test_example_sweep_parses():
     from pathlib import Path
 
     s = Sweep.from_toml(Path(__file__).parent.parent / "examples" / "sweep_quick.toml")
-    assert len(s) == 6 and s.n_tasks == 24
+    assert len(s) == 8 and s.n_tasks == 32
 
 
 # ---------------------------------------------------------------------------- tasks
