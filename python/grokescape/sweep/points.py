@@ -102,7 +102,8 @@ class PointsRunner:
         self.chunk = chunk
         self.bar: SweepBar | None = None
         self.ran = 0
-        self.skipped = 0
+        self.skipped = 0  # tasks found done, written before this runner started
+        self._seen: set[tuple[str, int]] = set()
         self._held = contextlib.ExitStack()
 
     def __call__(self, points: Sequence[EscapePoint]) -> list[pd.DataFrame]:
@@ -128,9 +129,11 @@ class PointsRunner:
         tasks = [t for c in unique for t in c.tasks()]
         assert self.bar is not None
         self.bar.add_total(len(tasks))
+        again = sum(t.key in self._seen for t in tasks)  # a point met twice runs once
+        self._seen.update(t.key for t in tasks)
         summary = run_tasks(self.store, tasks, self.executor, bar=self.bar)
         self.ran += summary.ran
-        self.skipped += summary.skipped
+        self.skipped += summary.skipped - again
         if summary.failed:
             key, why = summary.failed[0]
             raise SweepError(

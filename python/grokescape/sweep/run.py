@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,6 @@ def run_tasks(
     *,
     n_threads: int | None = None,
     bar: SweepBar | None = None,
-    on_written: Callable[[Task, pd.DataFrame], None] | None = None,
 ) -> RunSummary:
     """Run the tasks whose shards are not done and write each result as it arrives."""
     tic = time.perf_counter()
@@ -113,7 +111,6 @@ def run_tasks(
     )
     if bar is not None:
         bar.add_done(summary.skipped)
-    by_key = {t.key: t for t in todo}
     submitted = Submitted(executor)
     submitted.submit_all(run_task, ((t.key, (t, n_threads)) for t in todo))
     try:
@@ -129,8 +126,6 @@ def run_tasks(
             summary.escaped += int(out.table["escaped"].sum())
             if bar is not None:
                 bar.task(out.table)
-            if on_written is not None:
-                on_written(by_key[key], out.table)
     finally:
         submitted.cancel()
         summary.seconds = time.perf_counter() - tic
