@@ -98,3 +98,13 @@ def depth(value: Any, minimum: int = 1) -> int:
     if int(value) < minimum:
         raise ValueError(f"depth: expected an integer >= {minimum}, got {int(value)}")
     return int(value)
+
+
+def non_negative(value: Any, name: str) -> float:
+    """A finite real number >= 0, as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__} {value!r}")
+    out = float(value)
+    if not np.isfinite(out) or out < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return out

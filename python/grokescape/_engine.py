@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import threading
 import time
@@ -31,6 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from grokescape import _checks
+from grokescape._checkpoint import EscapeCheckpoint, fingerprint
+from grokescape._checkpoint import Position as _Position
 from grokescape._native import core
 from grokescape.data import Dataset
 from grokescape.escape import EscapeResult, ModeThreshold, TestMSEThreshold
@@ -198,6 +201,7 @@ class _Calls:
         self.bar = bar
         self.work = float(_FIRST_CALL_WORK)  # member-steps per call
         self.done = 0  # run steps every member has completed
+        self.in_step = True  # every member stands at run step `done` (false inside a window)
 
     def _aligned(self, first: int, n: int) -> int:
         """n, shortened so that the call ends where an epoch ends (when that leaves > 0):
@@ -210,6 +214,7 @@ class _Calls:
     def _timed(self, call: Callable[[int, int, int, int], None], first: int, n: int,
                begin: int, end: int) -> None:  # fmt: skip
         tic = time.perf_counter()
+        self.in_step = False
         call(first, n, begin, end)
         elapsed = time.perf_counter() - tic
         rate = n * (end - begin) / max(elapsed, 1e-6)
@@ -217,8 +222,14 @@ class _Calls:
         self.bar.update(n * (end - begin) / self.n_members)
 
     def run(
-        self, call: Callable[[int, int, int, int], None], stop: Callable[[], bool] = lambda: False
+        self,
+        call: Callable[[int, int, int, int], None],
+        stop: Callable[[], bool] = lambda: False,
+        on_in_step: Callable[[], None] | None = None,
     ) -> bool:
+        """`on_in_step()`, when given, is called wherever every member stands at run step
+        ``self.done`` (after each call of all members, after each window of blocks): where a
+        checkpoint may be written."""
         m = self.n_members
         if self.total == 0:
             call(0, 0, 0, m)
@@ -233,6 +244,9 @@ class _Calls:
                     n = self._aligned(self.done, min(remaining, per_member))
                     self._timed(call, self.done, n, 0, m)
                     self.done += n
+                    self.in_step = True
+                    if on_in_step is not None:
+                        on_in_step()
                     continue
                 rate = self.work / _CHUNK_SECONDS
                 n = min(remaining, _WINDOW_STEPS, max(1, int(rate * _WINDOW_SECONDS / m)))
@@ -247,6 +261,9 @@ class _Calls:
                     self._timed(call, self.done, n, begin, end)
                     begin = end
                 self.done += n
+                self.in_step = True
+                if on_in_step is not None:
+                    on_in_step()
         return bool(ctrl_c.count)
 
 
@@ -540,6 +557,9 @@ class Engine:
         refill: bool,
         n_threads: int | None,
         progress: bool,
+        refill_base: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: float = 60.0,
     ) -> EscapeResult:
         """Run every member (slot) until its trajectory escapes; see Ensemble.run_until_escape."""
         options, per_epoch, seed = self._run_options(data, batch_size, sampling, seed, n_threads)
@@ -556,14 +576,33 @@ class Engine:
         m = self.n_members
         slots_active = np.ones(m, dtype=np.uint8)
         start_step = self.steps.copy()
+        slot_arrays: dict[str, NDArray[Any]] = {
+            "active": slots_active,
+            "start_step": start_step,
+            "hold_since": np.full(m, -1, dtype=np.int64),
+            "trajectories": np.ones(m, dtype=np.int64),
+        }
+        if refill_base is None:
+            refill_base = int(self.streams.max()) + 1
+        first_step = int(start_step[0])
+        events: list[dict[str, NDArray[Any]]] = []
+        saver, position = None, None
+        if checkpoint is not None:
+            saver, position = self._escape_checkpoint(
+                checkpoint, checkpoint_every, data, crit, max_steps, lr, beta, temperature,
+                seed, batch_size, sampling, refill, refill_base,
+            )  # fmt: skip
+        init_params = self.params.copy()
+        if position is not None:  # resume: the members, slots and events where they stood
+            for name, arr in self.state_arrays().items():
+                arr[...] = position.members[name]
+            for name, arr in slot_arrays.items():
+                arr[...] = position.slots[name]
+            if position.events:
+                events.append(position.events)
+            first_step = position.first_step
         slots = core.Slots(
-            active=slots_active,
-            start_step=start_step,
-            hold_since=np.full(m, -1, dtype=np.int64),
-            trajectories=np.ones(m, dtype=np.int64),
-            init_params=self.params.copy(),
-            refill=refill,
-            refill_base=int(self.streams.max()) + 1,
+            **slot_arrays, init_params=init_params, refill=refill, refill_base=refill_base
         )
         stages = Stages(
             end=np.array([max_steps], dtype=np.int64),
@@ -573,7 +612,6 @@ class Engine:
         )
         run_data = self.network.run_data(data)
         schedule = stages.core()
-        events: list[dict[str, NDArray[Any]]] = []
         bar = _bar(progress, max_steps, "escape")
 
         def call(first: int, n: int, begin: int, end: int) -> None:
@@ -585,13 +623,34 @@ class Engine:
             if progress:
                 bar.set_postfix(escaped=sum(int((~e["diverged"]).sum()) for e in events))
 
-        calls = _Calls(max_steps, m, per_epoch, int(start_step[0]), bar)
+        calls = _Calls(max_steps, m, per_epoch, first_step, bar)
+        on_in_step = None
+        if saver is not None:
+            if position is not None:
+                calls.done = position.done
+                bar.update(position.done)
+
+            def save() -> None:
+                saver.save(_Position(
+                    done=calls.done, first_step=first_step, slots=slot_arrays,
+                    members=self.state_arrays(), events=_joined(events),
+                ))  # fmt: skip
+
+            def on_in_step() -> None:
+                if saver.due():
+                    save()
+
         try:
-            interrupted = calls.run(call, stop=lambda: not refill and not slots_active.any())
+            interrupted = calls.run(
+                call, stop=lambda: not refill and not slots_active.any(), on_in_step=on_in_step
+            )
         except KeyboardInterrupt:  # raised by other code (run() reads Ctrl-C as a count)
             interrupted = True
+            calls.in_step = False  # the call it interrupted may not be in `events`
         finally:
             bar.close()
+        if saver is not None and calls.in_step:  # the end, or a Ctrl-C between windows
+            save()
         table = _escape_table(
             self, events, slots_active, start_step, lr, beta, temperature, batch_size, per_epoch
         )
@@ -603,6 +662,7 @@ class Engine:
             "sampling": sampling,
             "seed": seed,
             "refill": refill,
+            "refill_base": refill_base,
             "batches_per_epoch": per_epoch,
             "widths": list(net.widths),
             "dtype": net.dtype.name,
@@ -663,7 +723,7 @@ class Engine:
             lr=lr[None, :], beta=beta[None, :], temperature=temperature[None, :],
         )  # fmt: skip
         schedule = stages.core()
-        bar = tqdm(total=n_runs, unit="run", disable=not progress, desc="splitting", leave=False)
+        bar = _bar(progress, n_runs, "splitting", unit="run")
         work, left, interrupted = float(_FIRST_CALL_WORK), n_runs, False
         try:
             with _Interrupts() as ctrl_c:
@@ -741,6 +801,8 @@ class Engine:
             parts = [np.asarray(o[key]) for o in outs]
             return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype)
 
+        import pandas as pd
+
         kinds = np.array(["up", "loop", "reactive"])
         events = pd.DataFrame(
             {
@@ -762,12 +824,45 @@ class Engine:
         pool = {k: v[order] for k, v in pool.items()}
         return events, pool, interrupted
 
+    # ------------------------------------------------------------------ escape checkpoints
+    def _escape_checkpoint(
+        self, path: str | os.PathLike[str], every: float, data: Dataset, crit: _Criterion,
+        max_steps: int, lr: NDArray[np.float64], beta: NDArray[np.float64],
+        temperature: NDArray[np.float64], seed: int, batch_size: int | None,
+        sampling: str, refill: bool, refill_base: int,
+    ) -> tuple[EscapeCheckpoint, _Position | None]:  # fmt: skip
+        """The run's checkpoint, keyed by everything the run depends on (its arguments, the
+        data, the network and the members' states at its start), and the position saved in
+        it (None: no checkpoint yet)."""
+        net = self.network
+        key = fingerprint(
+            {
+                **{f"data.{k}": v for k, v in zip("xyXY", data.arrays(np.float64), strict=True)},
+                **{f"start.{k}": v for k, v in self.state_arrays().items()},
+                "network": (net.widths, net.dtype.str, net.bias, net.decay_bias, net.activation,
+                            net.moment_gradient, net.generic_kernel),
+                "criterion": sorted(crit.description.items()),
+                "criterion.values": crit.values,
+                "run": (max_steps, batch_size, sampling, seed, refill, refill_base),
+                "lr": lr, "beta": beta, "temperature": temperature,
+            }
+        )  # fmt: skip
+        saver = EscapeCheckpoint(path, key, every)
+        return saver, saver.load()
 
-def _bar(progress: bool, total: int, desc: str) -> Any:
+
+def _joined(events: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
+    """The events of several calls as one (the escape table concatenates them anyway)."""
+    if not events:
+        return {}
+    return {k: np.concatenate([e[k] for e in events if k in e]) for k in events[0]}
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str = "step") -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, unit="step", disable=not progress, desc=desc, leave=False,
+        total=total, unit=unit, disable=not progress, desc=desc, leave=False,
         bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
     )  # fmt: skip
 

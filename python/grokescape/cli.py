@@ -64,6 +64,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         command=command,
+        scheduler=args.scheduler,
+        workers=args.workers,
     )
     print(f"wrote {args.out}/REPORT.md in {time.perf_counter() - tic:.0f} s")
     return 0
@@ -96,6 +98,65 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep_run(args: argparse.Namespace) -> int:
+    from grokescape import sweep
+
+    s = sweep.Sweep.from_toml(args.config)
+    print(f"{s}: {s.hash[:12]}... -> {args.out}", file=sys.stderr, flush=True)
+    try:
+        summary = sweep.run(
+            s,
+            args.out,
+            args.scheduler,
+            workers=args.workers,
+            n_threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except (sweep.SweepMismatch, sweep.SweepError, RuntimeError) as exc:
+        print(f"grokescape sweep run: {exc}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _cmd_sweep_status(args: argparse.Namespace) -> int:
+    from grokescape import sweep
+
+    st = sweep.status(args.dir)
+    m = st["manifest"]
+    print(
+        f"sweep {m['name']!r} (hash {m['sweep'][:12]}...), grokescape {m['grokescape']}, "
+        f"core {m['core_variant']}, created {m['created']}"
+    )
+    print(
+        f"cells {st['cells']}, tasks {st['tasks']}: {st['done']} done, {st['missing']} to do, "
+        f"{st['corrupt']} corrupt; {st['trajectories']} trajectories, {st['escaped']} escaped"
+    )
+    for path in st["corrupt_shards"]:
+        print(f"  corrupt: {path}")
+    for r in m.get("runs", []):
+        end = r.get("finished") or "did not finish (killed, or running)"
+        ran = f", ran {r['ran']}, skipped {r['skipped']}" if "ran" in r else ""
+        print(f"  run {r['started']} -> {end} on {r.get('executor')}{ran}")
+    return 0 if st["done"] == st["tasks"] else 3
+
+
+def _cmd_sweep_table(args: argparse.Namespace) -> int:
+    from grokescape import sweep
+
+    t = sweep.table(args.dir, time=args.time)
+    if args.csv:
+        t.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    import pandas as pd
+
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format
+    ):
+        print(t.to_string(index=False))
+    return 0
+
+
 def _ensemble_size(text: str) -> int:
     try:
         value = float(text)
@@ -114,6 +175,18 @@ def _thread_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {value}")
     return value
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="local|tcp://HOST:PORT",
+        help="where escape tasks run: the embedded process pool (default) or a Dask scheduler",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes of the local pool (default: cores)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +221,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _executor_options(p)
     p.set_defaults(func=_cmd_reproduce)
+    p = sub.add_parser(
+        "sweep",
+        help="run escape sweeps (TOML) on a local pool, Dask or Slurm; resume; tables",
+        description="Sweeps of escape measurements with durable results: see docs/sweeps.md.",
+    )
+    ssub = p.add_subparsers(dest="sweep_command", required=True)
+    q = ssub.add_parser("run", help="run a sweep into DIR, or resume it there")
+    q.add_argument("config", metavar="CONFIG.toml")
+    q.add_argument("--out", required=True, metavar="DIR", help="results directory")
+    q.add_argument(
+        "--threads", type=int, default=None, help="core threads per task (default: the worker's)"
+    )
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _executor_options(q)
+    q.set_defaults(func=_cmd_sweep_run)
+    q = ssub.add_parser("status", help="tasks done, to do and corrupt; the runs so far")
+    q.add_argument("dir", metavar="DIR")
+    q.set_defaults(func=_cmd_sweep_status)
+    q = ssub.add_parser("table", help="per-cell escape rates with exact Poisson intervals")
+    q.add_argument("dir", metavar="DIR")
+    q.add_argument(
+        "--time",
+        default="time_epochs",
+        help="time_epochs (default), time (steps) or time_continuous (lr x steps)",
+    )
+    q.add_argument("--csv", default=None, metavar="FILE", help="also write the table as CSV")
+    q.set_defaults(func=_cmd_sweep_table)
     p = sub.add_parser(
         "bench",
         help="grokescape's own speed: member-steps/s per kernel, escape trajectories/h, "

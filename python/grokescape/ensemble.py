@@ -541,9 +541,15 @@ class Ensemble:
             target = self._member_indices(members, "members")
             if target.size != n:
                 raise ValueError(f"members: expected {n} indices (one per snapshot member)")
+        # with the dtype named again: an unpickled array carries an equal but distinct dtype
+        # object, which the bindings' dtype check does not accept
         source = core.EnsembleState(
             layout=self._network.layout,
-            **{name: np.ascontiguousarray(getattr(snapshot, name)) for name in _SNAPSHOT_FIELDS},
+            **{
+                name: np.ascontiguousarray(a, dtype=np.dtype(a.dtype.str))
+                for name in _SNAPSHOT_FIELDS
+                for a in (getattr(snapshot, name),)
+            },
         )
         with self._engine.exclusive("restore"):
             self._engine.copy_members(source, np.arange(n), self._engine.core_state, target)
@@ -756,6 +762,9 @@ class Ensemble:
         refill: bool = False,
         n_threads: int | None = None,
         progress: bool = False,
+        refill_base: int | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: float = 60.0,
     ) -> EscapeResult:
         """Run SGD until each member escapes, detecting escapes inside the core.
 
@@ -773,8 +782,22 @@ class Ensemble:
             state as a new trajectory with a new random stream, until max_steps.
         batch_size, sampling, seed, n_threads, progress
             As in :meth:`train`. Trajectory k >= 1 of slot m uses random stream
-            max(initial streams) + 1 + (k - 1) M + m, so results do not depend on threads
-            or chunking.
+            refill_base + (k - 1) M + m, so results do not depend on threads or chunking.
+        refill_base : int, optional
+            Stream of slot 0's first refilled trajectory; default max(initial streams) + 1.
+            Runs that share a cell of a sweep give each run its own range
+            (:mod:`grokescape.sweep`).
+        checkpoint : path, optional
+            Save the run's position (member states, slots, the trajectories that ended,
+            the step reached) to this ``.npz`` file every `checkpoint_every` seconds of wall
+            time, at a point where every member stands at the same step, at a Ctrl-C and at
+            the end; each write is atomic (a temporary file, fsync, rename). If the file
+            exists when the run starts, the run resumes from it and its result is bit for
+            bit that of an uninterrupted run; a finished run's checkpoint gives its result
+            again without computing. A checkpoint of another run (other arguments, data,
+            network or starting states) is refused with a ValueError.
+        checkpoint_every : float
+            Seconds between checkpoints (0: at every such point, about every call).
 
         Returns
         -------
@@ -799,6 +822,9 @@ class Ensemble:
             refill=refill,
             n_threads=n_threads,
             progress=progress,
+            refill_base=None if refill_base is None else _checks.seed(refill_base, "refill_base"),
+            checkpoint=checkpoint,
+            checkpoint_every=_checks.non_negative(checkpoint_every, "checkpoint_every"),
         )
 
     # ------------------------------------------------------------------ splitting (low level)

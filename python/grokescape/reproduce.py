@@ -1,8 +1,17 @@
 """``grokescape reproduce``: run the paper's experiments and write figures, data and a
-report that sets the paper's numbers beside ours."""
+report that sets the paper's numbers beside ours.
+
+The experiments' escape measurements run through the sweep machinery
+(:mod:`grokescape.sweep`): as tasks on the embedded process pool or a Dask scheduler,
+each result written at once to ``OUT/<experiment>/escapes/``. An experiment that finished
+leaves ``OUT/<experiment>/result.json``. Running the same command again after a kill
+keeps the finished experiments, and the one in progress prepares its starting states
+again (deterministically) and skips the escape tasks already written.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -71,6 +80,56 @@ def _write_table(df: Any, path: Path) -> str:
     return path.with_suffix(".csv").name
 
 
+def _identity(name: str, cfg: dict[str, Any]) -> str:
+    """What an experiment's outputs depend on: its name, its configuration, the version."""
+    from grokescape._version import __version__
+
+    text = json.dumps(
+        {"experiment": name, "config": cfg, "grokescape": __version__}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finished(exp_dir: Path, name: str, cfg: dict[str, Any], identity: str) -> Any:
+    """The saved result of an experiment that finished with this configuration, or None."""
+    from grokescape.experiments.common import Claim, ExperimentResult
+
+    path = exp_dir / "result.json"
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("identity") != identity:
+        return None
+    return ExperimentResult(
+        name,
+        cfg,
+        claims=[Claim(**c) for c in saved["claims"]],
+        markdown=saved["markdown"],
+        seconds=float(saved["seconds"]),
+        values={"files": saved["files"], "figure_names": saved["figures"], "resumed": True},
+    )
+
+
+def _save_finished(exp_dir: Path, result: Any, identity: str) -> None:
+    from dataclasses import asdict
+
+    from grokescape._checkpoint import atomic_write
+
+    text = json.dumps(
+        {
+            "identity": identity,
+            "claims": [asdict(c) for c in result.claims],
+            "markdown": result.markdown,
+            "seconds": result.seconds,
+            "files": result.values["files"],
+            "figures": list(result.figures),
+        },
+        indent=1,
+        default=str,
+    )
+    atomic_write(exp_dir / "result.json", lambda fh: fh.write(text.encode()))
+
+
 def reproduce(
     experiments: Sequence[str] | None = None,
     *,
@@ -81,14 +140,39 @@ def reproduce(
     seed: int = 0,
     progress: bool = True,
     command: str | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run experiments (all by default) and write figures, data and REPORT.md into `out`.
 
-    Returns the experiment results by name.
+    Parameters
+    ----------
+    experiments : names, optional
+    quick : bool
+        Reduced sizes.
+    out : path
+    members : int, optional
+        Ensemble size of every experiment.
+    threads : int, optional
+        Core threads of the work done in this process (preparations, training sweeps);
+        escape tasks use their worker's.
+    seed : int
+    progress : bool
+        Progress bars; the escape tasks of each experiment have one bar.
+    command : str, optional
+        The command line, for the report.
+    scheduler : None, "local", "tcp://HOST:PORT", a distributed.Client or an executor
+        Where escape tasks run (see :func:`grokescape.sweep.run`); default the embedded
+        process pool with `workers` processes.
+
+    Returns the experiment results by name (an experiment kept from an earlier run has its
+    claims, markdown and files, and ``values["resumed"]``).
     """
     matplotlib.use("Agg")
     from grokescape.experiments import EXPERIMENTS
     from grokescape.experiments.common import run_experiment
+    from grokescape.sweep.executors import open_executor
+    from grokescape.sweep.points import PointsRunner
 
     names = list(experiments) if experiments else list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -99,30 +183,56 @@ def reproduce(
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     tic = time.perf_counter()
-    for name in names:
-        cfg = dict(config[name])
-        cfg["seed"] = int(seed)
-        if members is not None and "members" in cfg:
-            cfg["members"] = int(members)
-        logger.info("running %s", name)
-        print(f"[grokescape] {name} ...", file=sys.stderr, flush=True)
-        result = run_experiment(EXPERIMENTS[name], cfg, n_threads=threads, progress=progress)
-        results[name] = result
-        exp_dir = out_dir / name
-        exp_dir.mkdir(exist_ok=True)
-        files = []
-        for fig_name, fig in result.figures.items():
-            fig.savefig(exp_dir / f"{fig_name}.png", dpi=130)
-            files.append(f"{fig_name}.png")
-            matplotlib.pyplot.close(fig)
-        for table_name, df in result.tables.items():
-            files.append(_write_table(df, exp_dir / table_name))
-        (exp_dir / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
-        result.values["files"] = files
-        print(f"[grokescape] {name} done in {result.seconds:.1f} s", file=sys.stderr, flush=True)
-        write_report(
-            results, out_dir, quick=quick, command=command, total=time.perf_counter() - tic
-        )
+    with open_executor(scheduler, workers) as (executor, _):
+        for name in names:
+            cfg = dict(config[name])
+            cfg["seed"] = int(seed)
+            if members is not None and "members" in cfg:
+                cfg["members"] = int(members)
+            exp_dir = out_dir / name
+            identity = _identity(name, cfg)
+            kept = _finished(exp_dir, name, cfg, identity)
+            if kept is not None:
+                results[name] = kept
+                print(
+                    f"[grokescape] {name}: finished in an earlier run, kept",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            logger.info("running %s", name)
+            print(f"[grokescape] {name} ...", file=sys.stderr, flush=True)
+            exp_dir.mkdir(exist_ok=True)
+            runner = PointsRunner(
+                exp_dir / "escapes", executor, identity=identity, name=name, progress=progress
+            )
+            with runner.active():
+                result = run_experiment(
+                    EXPERIMENTS[name], cfg, n_threads=threads, progress=progress
+                )
+            results[name] = result
+            files = []
+            for fig_name, fig in result.figures.items():
+                fig.savefig(exp_dir / f"{fig_name}.png", dpi=130)
+                files.append(f"{fig_name}.png")
+                matplotlib.pyplot.close(fig)
+            for table_name, df in result.tables.items():
+                files.append(_write_table(df, exp_dir / table_name))
+            (exp_dir / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+            result.values["files"] = files
+            _save_finished(exp_dir, result, identity)
+            resumed = f", {runner.skipped} escape tasks kept from a killed run" * bool(
+                runner.skipped
+            )
+            print(
+                f"[grokescape] {name} done in {result.seconds:.1f} s{resumed}",
+                file=sys.stderr,
+                flush=True,
+            )
+            write_report(
+                results, out_dir, quick=quick, command=command, total=time.perf_counter() - tic
+            )
+    write_report(results, out_dir, quick=quick, command=command, total=time.perf_counter() - tic)
     return results
 
 
@@ -167,7 +277,7 @@ def write_report(
         lines.append(f"- **{problem}.** {txt}")
     for name, r in results.items():
         lines += ["", f"## {name}", ""]
-        for fig_name in r.figures:
+        for fig_name in r.values.get("figure_names", r.figures):
             lines.append(f"![{fig_name}]({name}/{fig_name}.png)")
         lines += [
             "",

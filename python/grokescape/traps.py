@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from grokescape import _checks
 from grokescape._native import core
@@ -58,6 +58,7 @@ def aligned_weights(
     residual_kind: str = "channel",
     n_members: int | None = None,
     seed: int = 0,
+    streams: ArrayLike | None = None,
 ) -> list[NDArray[np.float64]]:
     """Weights of an aligned trap state built analytically on the data's modes.
 
@@ -88,6 +89,9 @@ def aligned_weights(
         Number of members for per-member arrays; None returns one network
         (not allowed with residual_kind="random").
     seed : int
+    streams : array of int, optional
+        With residual_kind="random": the random stream of each member's residual
+        (default: member m draws from stream m), see :func:`random_residual`.
 
     Returns
     -------
@@ -142,7 +146,9 @@ def aligned_weights(
     n_members = _checks.integer(n_members, "n_members", minimum=1)
     stacked = [np.repeat(w[None], n_members, axis=0) for w in weights]
     if residual_kind == "random" and residual > 0:
-        noise = random_residual(widths, n_members, residual, seed=seed, exclude_channels=modes)
+        noise = random_residual(
+            widths, n_members, residual, seed=seed, exclude_channels=modes, streams=streams
+        )
         for layer, extra in zip(stacked, noise, strict=True):
             layer += extra
     return stacked
@@ -155,6 +161,7 @@ def random_residual(
     *,
     seed: int = 0,
     exclude_channels: Sequence[int] = (),
+    streams: ArrayLike | None = None,
 ) -> list[NDArray[np.float64]]:
     """A random residual: for every member, one Gaussian matrix per layer of Frobenius norm
     `size`.
@@ -172,6 +179,9 @@ def random_residual(
         Hidden channels the residual leaves alone: their rows (where the channel is a
         layer's output) and columns (where it is a layer's input) are zeroed before the
         scaling, so the residual lies off these channels (an aligned trap's learned ones).
+    streams : array of int, optional
+        The random stream of each member (default 0, 1, ..., n_members - 1): a sweep that
+        splits trajectories into tasks draws trajectory i's residual from stream i.
 
     Returns
     -------
@@ -180,7 +190,7 @@ def random_residual(
 
     Notes
     -----
-    Member m draws from the random stream (seed, trajectory m, step 0, purpose "residual"):
+    Member m draws from the random stream (seed, streams[m], step 0, purpose "residual"):
     one row of standard normals whose consecutive blocks are the layers' matrices, layer 1
     first, each row-major (out, in). A member's residual therefore depends neither on the
     ensemble's size nor on the thread count. A layer with no entry left free gets zeros.
@@ -200,11 +210,18 @@ def random_residual(
             f"exclude_channels: channel {channels[-1]} out of range (narrowest hidden layer "
             f"has {min(hidden)})"
         )
+    if streams is None:
+        ids = np.arange(n_members, dtype=np.uint64)
+    else:
+        arr = np.asarray(streams)
+        if arr.shape != (n_members,) or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
+            raise ValueError(f"streams: expected {n_members} non-negative integers")
+        ids = np.ascontiguousarray(arr, dtype=np.uint64)
     sizes = [widths[l + 1] * widths[l] for l in range(depth)]
     draws = np.empty((n_members, sum(sizes)))
     core.standard_normal(
         _checks.seed(seed),
-        np.arange(n_members, dtype=np.uint64),
+        ids,
         0,
         core.Purpose.residual,
         draws,

@@ -4,7 +4,9 @@ its members escape, and reduce the trajectories to one row of escape statistics.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ from grokescape.data import Dataset
 from grokescape.ensemble import Ensemble
 from grokescape.escape import ModeThreshold, TestMSEThreshold
 
-__all__ = ["RATE_COLUMNS", "EscapePoint", "EscapeSweep", "escape_sweep"]
+__all__ = ["RATE_COLUMNS", "EscapePoint", "EscapeSweep", "escape_sweep", "points_runner"]
 
 #: Columns of a rate row after the point's labels and row columns.
 RATE_COLUMNS = (
@@ -76,6 +78,26 @@ class EscapeSweep:
     trajectories: pd.DataFrame
 
 
+#: Runs a list of points and returns one escape table per point, in order (see
+#: :func:`points_runner`); None: escape_sweep runs them itself, one after the other.
+RunPoints = Callable[[Sequence[EscapePoint]], list[pd.DataFrame]]
+_RUNNER: ContextVar[RunPoints | None] = ContextVar("escape_sweep_runner", default=None)
+
+
+@contextlib.contextmanager
+def points_runner(run_points: RunPoints) -> Iterator[None]:
+    """Within the block, :func:`escape_sweep` hands all its points to `run_points` at once
+    instead of running them here: ``grokescape reproduce`` passes
+    :class:`grokescape.sweep.points.PointsRunner`, which runs them as tasks on an executor
+    with durable, resumable results. `run_points` must return, for each point, the table
+    that ``point.ensemble.run_until_escape(...)`` would return."""
+    token = _RUNNER.set(run_points)
+    try:
+        yield
+    finally:
+        _RUNNER.reset(token)
+
+
 def escape_sweep(
     points: Iterable[EscapePoint],
     *,
@@ -105,6 +127,15 @@ def escape_sweep(
         :func:`grokescape.stats.escape_rate`) in units of `time` with its exact Poisson 95%
         interval, and the step budget max_steps.
     """
+    run_points = _RUNNER.get()
+    if run_points is not None:
+        listed = list(points)
+        rows, frames = [], []
+        for p, table in zip(listed, run_points(listed), strict=True):
+            t = table.assign(**p.labels)
+            frames.append(t)
+            rows.append({**p.labels, **p.row, **_rate_row(t, time, p.max_steps)})
+        return EscapeSweep(pd.DataFrame(rows), pd.concat(frames, ignore_index=True))
     rows, frames = [], []
     for p in points:
         out = p.ensemble.run_until_escape(
