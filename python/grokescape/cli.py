@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments",
         nargs="*",
         metavar="EXPERIMENT",
-        help="landscape, phase-diagram, trapping, arrhenius, sparse-grokking, depth, "
+        help="landscape, phase-diagram, trapping, arrhenius, rare-escapes, sparse-grokking, depth, "
         "nonlinear (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")

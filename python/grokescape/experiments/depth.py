@@ -113,15 +113,16 @@ def plot(computed: Computed, config: dict[str, Any]) -> dict[str, Figure]:
     table, trajectories = computed.tables["depth"], computed.tables["trajectories"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     brute = set(table.loc[table.method == "brute force", "depth"])
-    plot_survival(
-        {
-            f"depth {d} (dE = {b:.4f})": (g.time_epochs.to_numpy(), g.escaped.to_numpy())
-            for (d, g), b in zip(trajectories.groupby("depth"), table.barrier, strict=True)
-            if d in brute
-        },
-        ax=ax,
-        log=True,
-    )
+    curves = {
+        f"depth {d} (dE = {b:.4f})": (g.time_epochs.to_numpy(), g.escaped.to_numpy())
+        for (d, g), b in zip(trajectories.groupby("depth"), table.barrier, strict=True)
+        if d in brute
+    }
+    if curves:
+        plot_survival(curves, ax=ax, log=True)
+    else:  # small ensembles: every depth went to splitting
+        ax.text(0.5, 0.5, "no depth with enough brute-force escapes", ha="center",
+                transform=ax.transAxes)  # fmt: skip
     ax.set(
         xlabel="epoch",
         title=rf"rank-1 trap, $\beta$ = {config['beta']}, T = {config['temperature']}, "
