@@ -177,3 +177,81 @@ def run_until_escape(
     options: Options,
     span: Span,
 ) -> dict[str, NDArray[np.generic]]: ...
+
+# Rare-event splitting (cpp/bindings/bind_splitting.cpp); options keyword-only.
+class SplittingOptions:
+    def __init__(
+        self,
+        *,
+        n_replicas: int,
+        n_kill: int,
+        z_a: float,
+        z_b: float,
+        horizon: int,
+        score_every: int,
+        quantum: float,
+        max_iterations: int,
+        naive: bool,
+        batches_per_epoch: int,
+    ) -> None: ...
+
+class LoopOptions:
+    def __init__(
+        self,
+        *,
+        z_a: float,
+        z_sigma: float,
+        z_b: float,
+        score_every: int,
+        quantum: float,
+        pool_per_member: int,
+        refill_base: int,
+    ) -> None: ...
+
+class LoopSlots:
+    def __init__(
+        self,
+        *,
+        seeking_a: U8,
+        loop_start: I64,
+        sigma_step: I64,
+        restarts: I64,
+        pooled: I64,
+        init_params: F,
+    ) -> None: ...
+
+class Splitting:
+    def __init__(
+        self,
+        *,
+        state: EnsembleState,
+        n_runs: int,
+        first_run_id: int,
+        seed: int,
+        options: SplittingOptions,
+    ) -> None: ...
+    def start(
+        self, state: EnsembleState, data: RunData, criterion: Criterion, options: Options
+    ) -> None: ...
+    def advance(
+        self,
+        state: EnsembleState,
+        data: RunData,
+        schedule: Schedule,
+        criterion: Criterion,
+        options: Options,
+        n_steps: int,
+        work: float,
+    ) -> int: ...
+    def results(self) -> dict[str, NDArray[np.generic]]: ...
+
+def trap_loops(
+    state: EnsembleState,
+    data: RunData,
+    schedule: Schedule,
+    criterion: Criterion,
+    loop: LoopOptions,
+    slots: LoopSlots,
+    options: Options,
+    span: Span,
+) -> dict[str, NDArray[np.generic]]: ...

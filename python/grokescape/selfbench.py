@@ -446,7 +446,7 @@ def measure_sizes(
 
     wl = WORKLOADS["paper"]
     data = wl.data()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in sorted(int(v) for v in sizes):
         ens = Ensemble(list(wl.widths), m)
         ens.set_weights(wl.initial_weights(data, m, "float64"))

@@ -90,18 +90,18 @@ def compute(
         trap = Ensemble(widths, int(config["trap_members"]))
         trap.set_weights(traps.aligned_weights(data, widths, 1, beta, n_members=trap.n_members))
         thr = float(theory.mode_thresholds(data.eta_hat[1], beta, depth).lam)
-        m = splitting.mean_escape_time(
+        est = splitting.mean_escape_time(
             data, trap, ModeThreshold(1, value=thr), lr=lr, beta=beta, temperature=temp,
             batch_size=config["batch_size"], loop_steps=int(config["loop_steps"]),
             n=int(config["n"]), k=int(config["k"]), runs=int(config["runs"]),
             seed=config["seed"] + depth, n_threads=n_threads, progress=progress,
         )  # fmt: skip
         table.loc[i, ["tau_epochs", "tau_lower", "tau_upper"]] = (
-            m.tau / per_epoch,
-            m.interval[0] / per_epoch,
-            m.interval[1] / per_epoch,
+            est.tau / per_epoch,
+            est.interval[0] / per_epoch,
+            est.interval[1] / per_epoch,
         )
-        table.loc[i, ["method", "member_steps"]] = ("splitting", m.member_steps)
+        table.loc[i, ["method", "member_steps"]] = ("splitting", est.member_steps)
     return Computed(
         tables={"depth": table, "trajectories": sweep.trajectories}, values={"table": table}
     )

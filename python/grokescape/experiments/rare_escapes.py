@@ -96,7 +96,11 @@ def compute(
         for k, ratio in enumerate(sysc["ratios"]):
             temp = d_e / float(ratio)
             kl = (
-                float(theory.kramers_escape_time(eta, sysc["beta"], depth, temp, lr=lr).tau_steps)
+                float(
+                    np.asarray(
+                        theory.kramers_escape_time(eta, sysc["beta"], depth, temp, lr=lr).tau_steps
+                    )
+                )
                 if sysc["kramers"]
                 else np.nan
             )
