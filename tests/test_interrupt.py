@@ -85,3 +85,22 @@ def test_ctrl_c_between_member_blocks_finishes_the_window_in_progress(request, m
     ref_hist = ref.train(data, done, 0.05, 0.1, **kw)
     assert np.array_equal(ref.params, ens.params)
     assert np.array_equal(ref_hist.train_mse[: hist.n_records], hist.train_mse)
+
+
+def test_windows_shorter_than_an_epoch_run_to_its_end():
+    # A window that ends inside an epoch makes the next one draw that epoch's permutation
+    # again (a cost of several steps per member): windows shorter than an epoch are
+    # lengthened to its end, at most 8-fold and only while such windows stay short.
+    from grokescape._engine import _Calls
+
+    calls = _Calls(total=100, n_members=10**6, per_epoch=8, start_step=3, bar=None)
+    assert calls._window(0, 2, 100) == 5  # steps 3..7: to the end of the first epoch
+    assert calls._window(5, 1, 95) == 8  # a whole epoch
+    assert calls._window(5, 16, 95) == 16  # longer windows end on a boundary as before
+    assert calls._window(5, 13, 95) == 8
+    assert calls._window(93, 2, 7) == 7  # the run's end comes first
+    calls.epoch_windows = False  # a lengthened window took too long
+    assert calls._window(5, 2, 95) == 2
+    b1 = _Calls(total=10**4, n_members=10**6, per_epoch=512, start_step=0, bar=None)
+    assert b1._window(3, 10, 10**4 - 3) == 10  # 509 steps to the epoch's end: too far
+    assert b1._window(3, 100, 10**4 - 3) == 509

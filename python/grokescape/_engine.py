@@ -56,6 +56,11 @@ _CHUNK_SECONDS = 0.25
 # time a Ctrl-C waits for the window in progress to finish.
 _WINDOW_STEPS = 256
 _WINDOW_SECONDS = 1.0
+# A window that would end inside an epoch is lengthened to the epoch's end while such windows
+# take at most _EPOCH_WINDOW_SECONDS: the next window then starts a new permutation instead of
+# drawing this one again, which costs a member several of its steps (most of a 2-step window
+# of the paper network at 1e6 members). Ctrl-C waits for such a window too.
+_EPOCH_WINDOW_SECONDS = 3.0
 # Work of the first call, before a rate has been measured (member-steps).
 _FIRST_CALL_WORK = 200_000
 
@@ -189,8 +194,9 @@ class _Calls:
     ``run(call)`` calls ``call(first, n_steps, member_begin, member_end)`` until every member
     has taken every step, adapting the size of each call to the measured rate, and returns
     whether a Ctrl-C stopped it. Where members go in blocks, a Ctrl-C lets the window in
-    progress finish (about _WINDOW_SECONDS of work), so that every member stands at the same
-    step; a second Ctrl-C stops after the call in progress.
+    progress finish (about _WINDOW_SECONDS of work, up to _EPOCH_WINDOW_SECONDS where a
+    window runs to the end of an epoch), so that every member stands at the same step; a
+    second Ctrl-C stops after the call in progress.
     """
 
     def __init__(self, total: int, n_members: int, per_epoch: int, start_step: int, bar: Any):
@@ -202,6 +208,7 @@ class _Calls:
         self.work = float(_FIRST_CALL_WORK)  # member-steps per call
         self.done = 0  # run steps every member has completed
         self.in_step = True  # every member stands at run step `done` (false inside a window)
+        self.epoch_windows = True  # windows may be lengthened to the end of an epoch
 
     def _aligned(self, first: int, n: int) -> int:
         """n, shortened so that the call ends where an epoch ends (when that leaves > 0):
@@ -210,6 +217,19 @@ class _Calls:
             return n
         cut = (self.start_step + first + n) % self.per_epoch
         return n - cut if n - cut > 0 else n
+
+    def _window(self, first: int, n: int, remaining: int) -> int:
+        """Steps of the window starting at run step `first`: n made to end where an epoch
+        ends, shortened as in _aligned() or, where n is shorter than the rest of the epoch,
+        lengthened to its end: at most 8-fold, and only while such windows have taken at
+        most _EPOCH_WINDOW_SECONDS (the measured rate of windows that each draw a
+        permutation understates what a longer window costs, so the first one is a trial)."""
+        if self.per_epoch <= 1 or n >= self.per_epoch:
+            return self._aligned(first, n)
+        to_end = min(remaining, self.per_epoch - (self.start_step + first) % self.per_epoch)
+        if to_end <= n or (self.epoch_windows and to_end <= 8 * n):
+            return to_end
+        return n
 
     def _timed(self, call: Callable[[int, int, int, int], None], first: int, n: int,
                begin: int, end: int) -> None:  # fmt: skip
@@ -249,9 +269,9 @@ class _Calls:
                         on_in_step()
                     continue
                 rate = self.work / _CHUNK_SECONDS
-                n = min(remaining, _WINDOW_STEPS, max(1, int(rate * _WINDOW_SECONDS / m)))
-                n = self._aligned(self.done, n)
-                begin = 0
+                wanted = min(remaining, _WINDOW_STEPS, max(1, int(rate * _WINDOW_SECONDS / m)))
+                n = self._window(self.done, wanted, remaining)
+                begin, started = 0, time.perf_counter()
                 while begin < m:
                     if ctrl_c.count > 1:
                         return True
@@ -260,6 +280,8 @@ class _Calls:
                     end = min(m, begin + block)
                     self._timed(call, self.done, n, begin, end)
                     begin = end
+                if n > wanted:
+                    self.epoch_windows = time.perf_counter() - started <= _EPOCH_WINDOW_SECONDS
                 self.done += n
                 self.in_step = True
                 if on_in_step is not None:
