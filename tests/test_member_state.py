@@ -4,6 +4,7 @@ Snapshot at step k, restore into a fresh ensemble and run on: bit for bit the ru
 was never interrupted, for every step kernel, with and without Langevin noise, with epoch
 and with-replacement sampling, and with the snapshot taken mid-epoch."""
 
+import pickle
 import threading
 
 import numpy as np
@@ -82,6 +83,10 @@ def test_restore_subset_of_members_and_errors():
         b.restore(snap, members=[0, 1, 2, 3, 4, 99])
     with pytest.raises(TypeError, match="snapshot"):
         b.restore(a.params)
+    # an unpickled snapshot's arrays carry dtype objects of their own (equal, not identical)
+    c = ge.Ensemble([2, 10, 10, 2], 6)
+    c.restore(pickle.loads(pickle.dumps(snap)))
+    assert np.array_equal(c.params, a.params) and np.array_equal(c.streams, a.streams)
 
 
 def test_clone_without_streams_replays_its_source():

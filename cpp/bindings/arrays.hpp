@@ -34,10 +34,11 @@ const T* data(const Array<T>& a, py::ssize_t size, const char* name) {
   return size == 0 ? nullptr : a.data();
 }
 
-// Whether `a` holds T (any byte order numpy calls native) and is C-contiguous.
+// Whether `a` holds T in native byte order and is C-contiguous. The dtype is compared by
+// equivalence, not identity: an unpickled or np.load-ed array carries its own dtype object.
 template <class T>
 bool holds(const py::array& a) {
-  return a.dtype().is(py::dtype::of<T>()) && (a.flags() & py::array::c_style);
+  return py::array_t<T, py::array::c_style>::check_(a);
 }
 
 // The elements of an untyped array field as T, after checking dtype, layout and size

@@ -26,7 +26,7 @@ struct StateArrays {
   py::array params, steps, streams, order_streams, order_epochs, diverged;
 
   Index n_members() const { return steps.size(); }
-  bool float32() const { return params.dtype().is(py::dtype::of<float>()); }
+  bool float32() const { return py::array_t<float>::check_(params); }
 
   template <class S>
   EnsembleRef<S> ref() const {

@@ -541,15 +541,9 @@ class Ensemble:
             target = self._member_indices(members, "members")
             if target.size != n:
                 raise ValueError(f"members: expected {n} indices (one per snapshot member)")
-        # with the dtype named again: an unpickled array carries an equal but distinct dtype
-        # object, which the bindings' dtype check does not accept
         source = core.EnsembleState(
             layout=self._network.layout,
-            **{
-                name: np.ascontiguousarray(a, dtype=np.dtype(a.dtype.str))
-                for name in _SNAPSHOT_FIELDS
-                for a in (getattr(snapshot, name),)
-            },
+            **{name: np.ascontiguousarray(getattr(snapshot, name)) for name in _SNAPSHOT_FIELDS},
         )
         with self._engine.exclusive("restore"):
             self._engine.copy_members(source, np.arange(n), self._engine.core_state, target)
