@@ -989,7 +989,7 @@ def _tau_one(method: str, ctx: dict[str, Any], temp: float) -> float:
     if method == "reduced":
         k = sub.langer_rate(temp)
         return 1.0 / (c * k) if np.isfinite(k) else np.nan
-    return sub.mean_first_passage(temp, ctx["threshold"], ctx["start"]) / c
+    return sub.mean_first_passage(temp, ctx["threshold"], ctx["start"], ctx["n_grid"]) / c
 
 
 def wide_escape_time(
@@ -1004,6 +1004,7 @@ def wide_escape_time(
     threshold: float | None = None,
     start: float = 0.0,
     coupling: bool = True,
+    n_grid: int = 3000,
 ) -> WideEscape:
     """Mean escape time of mode `rank` from the rank-`rank` trap of [d_in, h, ..., h, d_out].
 
@@ -1045,6 +1046,8 @@ def wide_escape_time(
         ``"mfpt_1d"``'s starting amplitude.
     coupling : bool
         Apply the mode-coupling factor in ``"reduced"`` and ``"mfpt_1d"``.
+    n_grid : int
+        ``"mfpt_1d"``'s grid points along lambda (3000: 1e-5 relative; 1200: about 1e-3).
 
     Returns
     -------
@@ -1071,6 +1074,7 @@ def wide_escape_time(
             raise ValueError("method: 'mfpt_1d' needs h >= rank + 2 (lambda is singular at n = 1)")
         c = mode_coupling_factor(w, e, b, rank) if coupling else 1.0
         ctx.update(sub=sub, coupling=c, start=float(start))
+        ctx["n_grid"] = _checks.integer(n_grid, "n_grid", minimum=100)
         ctx["threshold"] = (
             float(np.asarray(mode_thresholds(e[rank], b, depth).lam))
             if threshold is None
