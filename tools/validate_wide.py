@@ -267,27 +267,27 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def exponents(table: pd.DataFrame) -> str:
-    """The prefactor exponent a of tau = C T^a exp(dE/T) fitted through the first passages
-    at lr 0.05 of each network (exponent_fit), beside the same fit through the zero-mode
-    theory's times (its exponent (L-1)(h-2)/2 exactly) and the reduced theory's (depth 3),
-    at the same temperatures, below T_c: the fitted a holds the finite-T correction as
-    well. Depth 4 has no T_c from the theory (no reduction there); its points are all
-    taken."""
+    """The prefactor exponent a of tau = C T^a exp(dE/T) fitted (exponent_fit) through the
+    first passages, and separately through the splitting points, at lr 0.05 of each network
+    below T_c, beside the same fit through the zero-mode theory's times (its exponent
+    (L-1)(h-2)/2 exactly) and the reduced theory's (depth 3) at the same temperatures: the
+    fitted a holds the finite-T correction as well. Depth 4 has no T_c from the theory (no
+    reduction there); its points are all taken."""
     out = [
-        "| L | h | dE/T | a measured | a zero_modes = (L-1)(h-2)/2 | a reduced | "
+        "| L | h | estimator | dE/T | a measured | a zero_modes = (L-1)(h-2)/2 | a reduced | "
         "measured / zero_modes |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    keep = (table.estimator == "first passages") & (table.lr == 0.05) & (table.h >= 2)
-    keep &= ~(table["T/T_c"] >= 1)
-    for (depth, h), g in table[keep].groupby(["depth", "h"]):
+    keep = (table.lr == 0.05) & (table.h >= 2) & ~(table["T/T_c"] >= 1)
+    for (depth, h, est), g in table[keep].groupby(["depth", "h", "estimator"]):
         if len(g) < 3:
             continue
         g = g.sort_values("dE/T")
         fit = {m: exponent_fit(g.assign(tau=g[f"tau_{m}"])) for m in ("zero_modes", "reduced")}
         red = "-" if g.tau_reduced.isna().any() else f"{fit['reduced']:.3f}"
         out.append(
-            f"| {depth} | {h} | {', '.join(f'{r:g}' for r in g['dE/T'])} | "
+            f"| {depth} | {h} | {'FP' if est == 'first passages' else 'AMS'} | "
+            f"{', '.join(f'{r:g}' for r in g['dE/T'])} | "
             f"{exponent_fit(g):.3f} | {fit['zero_modes']:.3f} | {red} | "
             + ", ".join(f"{r:.3g}" for r in g.ratio_zero_modes)
             + " |"
