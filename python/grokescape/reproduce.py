@@ -148,8 +148,9 @@ def _summary(claims: list[Any]) -> list[str]:
             continue
         ok = sum(c.verdict in good for c in rows)
         bad = "; ".join(f"{c.quantity} ({c.verdict})" for c in rows if c.verdict not in good)
+        ran = [n for n in names if any(c.experiment == n for c in rows)]
         results.append(
-            f"- **{theme}** ({', '.join(names)}): {ok} of {len(rows)} rows reproduced or "
+            f"- **{theme}** ({', '.join(ran)}): {ok} of {len(rows)} rows reproduced or "
             f"confirmed" + (f"; otherwise: {bad}." if bad else ".")
         )
     return [

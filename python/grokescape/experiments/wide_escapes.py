@@ -327,7 +327,8 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
     what = {"chain": "Kramers-Langer", "zero_modes": "zero-mode Langer",
             "reduced": "Langer on the reduced free energy (T < T_c)",
             "mfpt_1d": "1-D mean first passage (no barrier: T >= T_c)"}  # fmt: skip
-    for _, g in p.groupby("h"):
+    units = {"first passages": "first passages", "splitting": "AMS runs"}
+    for (_, est), g in p.groupby(["h", "estimator"]):
         system = g.system.iloc[0]
         for method in METHODS:
             h = g[g.record == method].sort_values("dE/T")
@@ -343,16 +344,15 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
             else:
                 verdict = REPRODUCED if ok else NOT_REPRODUCED
                 note = f"no free parameter; acceptance {tol:.0%}"
-            est = ", ".join(sorted(set(h.estimator)))
             claims.append(
                 Claim(
                     NAME,
-                    f"{system}: escape time vs {what[method]}",
+                    f"{system}: escape time vs {what[method]}"
+                    + (" (splitting)" if est == "splitting" else ""),
                     "(not in the paper)",
                     f"measured / theory {fmt(lo)} to {fmt(hi)} at dE/T {_rows_cited(h)} "
-                    f"({ref}, rows {system})",
-                    f"{int(h.escapes.sum())} "
-                    + ("first passages" if est == "first passages" else f"({est})"),
+                    f"({ref}, rows {system}, {'AMS' if est == 'splitting' else 'FP'})",
+                    f"{int(h.escapes.sum())} {units[est]}",
                     verdict,
                     note,
                 )
@@ -409,10 +409,17 @@ def report(computed: Computed, config: dict[str, Any]) -> Report:
                 continue
             g = g.sort_values("dE/T")
             last.append(float(g.ratio_zero_modes.iloc[-1]))
+            fits = [
+                f"{fmt(exponent_fit(e))} ({'AMS' if est == 'splitting' else 'FP'}, dE/T "
+                f"{e['dE/T'].iloc[0]:g}-{e['dE/T'].iloc[-1]:g})"
+                for est, e in g.groupby("estimator", sort=False)
+                if len(e) >= 3
+            ]
             parts.append(
                 f"h = {h_val}: measured / zero-mode Langer (exponent {1.5 * (h_val - 2):g}) "
                 + ", ".join(fmt(float(r)) for r in g.ratio_zero_modes)
-                + f" at dE/T {_rows_cited(g)}; fitted exponent {fmt(exponent_fit(g))}"
+                + f" at dE/T {_rows_cited(g)}"
+                + (f"; fitted exponent {', '.join(fits)}" if fits else "")
             )
         # the zero-mode formula is the T -> 0 limit: the exponent holds if measured / theory
         # goes to 1 as T falls; at finite T the fitted exponent also holds the finite-T
