@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments",
         nargs="*",
         metavar="EXPERIMENT",
-        help="landscape, phase-diagram, trapping, arrhenius, rare-escapes, sparse-grokking, depth, "
-        "nonlinear (default: all)",
+        help="landscape, phase-diagram, trapping, arrhenius, wide-escapes, rare-escapes, "
+        "sparse-grokking, depth, nonlinear (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
     p.add_argument("--out", default="grokescape-reproduce", help="output directory")

@@ -43,6 +43,7 @@ KNOWN_PROBLEMS = {
     "7.5 dE_eff gap blamed on entropic terms; C never given; -ln(lr)": [
         "effective barrier",
         "additive noise",
+        "entropic terms",
     ],
     "7.6 pure SGD cannot leave an exact low-rank trap": ["rank-1 trap escapes", "rank-0 trap"],
     "7.7 the sparse run has n = 25 < B = 64: full batch": ["full-batch GD"],
@@ -236,6 +237,79 @@ def reproduce(
     return results
 
 
+#: The reproducibility summary's three result lines: a theme and its experiments.
+SUMMARY_THEMES = {
+    "Phase transitions": ("landscape", "phase-diagram", "nonlinear"),
+    "Trapping and escape": ("trapping", "sparse-grokking", "depth"),
+    "Arrhenius law and entropy": ("arrhenius", "wide-escapes", "rare-escapes"),
+}
+
+
+def _summary(claims: list[Any]) -> list[str]:
+    """The reproducibility summary that opens the report (ReScience C / ML Reproducibility
+    Challenge convention): scope, method, results in three lines (from the verdicts of this
+    run), what was easy, what was difficult, deviations from the paper's stated setup."""
+    good = ("reproduced", "confirmed")
+    results = []
+    for theme, names in SUMMARY_THEMES.items():
+        rows = [c for c in claims if c.experiment in names]
+        if not rows:
+            results.append(f"- **{theme}**: not measured in this run.")
+            continue
+        ok = sum(c.verdict in good for c in rows)
+        bad = "; ".join(f"{c.quantity} ({c.verdict})" for c in rows if c.verdict not in good)
+        ran = [n for n in names if any(c.experiment == n for c in rows)]
+        results.append(
+            f"- **{theme}** ({', '.join(ran)}): {ok} of {len(rows)} rows reproduced or "
+            f"confirmed" + (f"; otherwise: {bad}." if bad else ".")
+        )
+    return [
+        "## Reproducibility summary",
+        "",
+        "**Scope.** The claims of the paper (physics.md section 6): first-order per-mode phase "
+        "transitions of deep linear networks under weight decay, with hysteresis; SGD trapped "
+        'in a low-rank metastable state that escapes after ~5500 epochs ("grokking"), '
+        "staged from rank 0; escape times that follow Arrhenius' law with dE_eff = 0.15, the "
+        "gap to the barrier explained by entropic terms; the sparse-data grokking curve; "
+        "deeper networks trapped longer; tanh networks alike. Beyond the paper: escape times "
+        "of networks wider than one, predicted with no free parameter.",
+        "",
+        "**Method.** An independent implementation (no code was published): a C++ core "
+        "simulates ensembles of networks with the paper's loss, SGD and minibatches "
+        "(optionally additive Langevin noise at an exact temperature), escape times are "
+        "measured with censoring-aware statistics, and every number is set beside the exact "
+        "per-mode theory or the escape theory of wide networks (physics.md 8). Each "
+        "experiment's configuration is in its config.json; docs/validation.md checks the "
+        "engine and the theories.",
+        "",
+        "**Results.**",
+        "",
+        *results,
+        "",
+        "**What was easy.** The per-mode theory (closed forms from the paper's Eqs. (2), (3), "
+        "(10)) and the phase diagram, whose drops sit at the spinodals of the sample's "
+        "eta_hat; simulating the paper's 140-parameter network in ensembles of 1000.",
+        "",
+        "**What was difficult.** Escape under the paper's protocol: pure SGD cannot leave an "
+        "exact low-rank trap (the rank is invariant), so the paper's escapes need a mechanism "
+        "it does not state, and each candidate is run as an explicit setting. The paper's "
+        "temperature T_eff = lr / (B C) needs a C it never gives. The escape times of the "
+        "paper's own network: the width-1 chain's Kramers-Langer time misses them by orders "
+        "of magnitude (arrhenius' additive-noise table), and predicting them took the "
+        "hidden-unit symmetry, an exact reduction to a free energy and its entropic barrier "
+        "collapse (wide-escapes; docs/validation.md 10); rare escapes took splitting.",
+        "",
+        "**Deviations from the paper's stated setup.** The regulariser L beta / 2 of the "
+        "paper's Eqs. (2), (3), (10), not beta / 2 of its printed Eq. (1); our own teacher "
+        "sample (seed 24, eta_hat within 0.01 of eta), and exact-moment data wherever theory "
+        "is compared; additive Langevin noise on full batches where a temperature must be "
+        "exact (Arrhenius, depth, wide and rare escapes) instead of SGD noise; traps built "
+        "analytically besides the paper's checkpoint protocol; escape detected on mode "
+        "amplitudes or singular values as well as on the paper's test-MSE midpoint.",
+        "",
+    ]
+
+
 def write_report(
     results: dict[str, Any], out_dir: Path, *, quick: bool, command: str | None, total: float
 ) -> Path:
@@ -256,6 +330,7 @@ def write_report(
         "",
     ]
     claims: list[Claim] = [c for r in results.values() for c in r.claims]
+    lines += _summary(claims)
     lines += [
         "## The paper's numbers beside ours",
         "",

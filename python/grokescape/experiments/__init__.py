@@ -18,6 +18,7 @@ from grokescape.experiments import (
     rare_escapes,
     sparse,
     trapping,
+    wide_escapes,
 )
 from grokescape.experiments.common import Claim, ExperimentResult
 
@@ -27,6 +28,7 @@ EXPERIMENTS = {
     "phase-diagram": phase_diagram,
     "trapping": trapping,
     "arrhenius": arrhenius,
+    "wide-escapes": wide_escapes,
     "rare-escapes": rare_escapes,
     "sparse-grokking": sparse,
     "depth": depth,
