@@ -791,8 +791,9 @@ class Engine:
         run_data = self.network.run_data(data)
         crit = self._score_criterion(kind, index, 1)
         m = self.n_members
+        loop_start = self.steps.copy()  # updated in place by the core
         slots = core.LoopSlots(
-            seeking_a=np.zeros(m, np.uint8), loop_start=self.steps.copy(),
+            seeking_a=np.zeros(m, np.uint8), loop_start=loop_start,
             sigma_step=np.zeros(m, np.int64), restarts=np.zeros(m, np.int64),
             pooled=np.zeros(m, np.int64), init_params=self.params.copy(),
         )  # fmt: skip
@@ -825,15 +826,18 @@ class Engine:
 
         import pandas as pd
 
-        kinds = np.array(["up", "loop", "reactive"])
+        kinds = np.array(["up", "loop", "reactive", "open"])
+        # "open": the loop (or escape) each member is in when the window ends, so far
+        members = np.arange(m, dtype=np.int64)
         events = pd.DataFrame(
             {
-                "member": cat("member", np.int64),
-                "kind": kinds[cat("kind", np.int64)],
-                "duration": cat("duration", np.int64),
-                "at": cat("at", np.int64),
+                "member": np.concatenate([cat("member", np.int64), members]),
+                "kind": kinds[np.concatenate([cat("kind", np.int64), np.full(m, 3)])],
+                "duration": np.concatenate([cat("duration", np.int64),
+                                            self.steps - loop_start]),
+                "at": np.concatenate([cat("at", np.int64), self.steps.copy()]),
             }
-        ).sort_values(["member", "at"], kind="stable", ignore_index=True)
+        ).sort_values(["member", "at"], kind="stable", ignore_index=True)  # fmt: skip
         pool = {
             "params": cat("pool_params", self.network.dtype, (self.network.n_params,)),
             "steps": cat("pool_step", np.int64),

@@ -916,7 +916,8 @@ class Ensemble:
         -------
         (events, pool, interrupted)
             events: a DataFrame with member, kind ("up": A -> Sigma, "loop": A -> Sigma ->
-            A, "reactive": Sigma -> B), duration and at (steps); pool: the member states at
+            A, "reactive": Sigma -> B, "open": the loop each member is in when the steps
+            end, so far), duration and at (steps); pool: the member states at
             the first `pool_per_member` Sigma crossings of each member (arrays params,
             steps, streams, order_streams, order_epochs, member).
         """
