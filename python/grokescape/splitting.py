@@ -567,7 +567,8 @@ def mean_escape_time(
     # progress, counted here as loop time: a bias of order p, small where splitting is used.
     per_member = pd.DataFrame(
         {
-            "time": events[events["kind"].isin(["loop", "open"])].groupby("member")["duration"]
+            "time": events[events["kind"].isin(["loop", "open"])]
+            .groupby("member")["duration"]
             .sum(),
             "loops": loops.groupby("member").size(),
         }
