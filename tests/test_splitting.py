@@ -212,3 +212,29 @@ def test_defaults_come_from_the_theory(data):
     assert z["z_a"] == 0.0 and z["z_b"] == pytest.approx(thr)
     assert z["z_sigma"] == pytest.approx((4e-3 / (3 * BETA)) ** 1.5)
     assert 0 < z["z_sigma"] < 0.5 * float(np.asarray(sp.saddle).ravel()[0])
+
+
+def test_mean_escape_time_does_not_depend_on_threads_or_calls(monkeypatch):
+    """Stage 1's members escape and restart (meeting the same step counts again); the pool
+    of Sigma states, and with it the estimate, must not depend on how the run was split
+    into calls or threads (minibatches, as in the depth experiment)."""
+    from grokescape import _engine, traps
+
+    depth, beta, widths = 4, 0.2, [2, 10, 10, 10, 2]
+    data = ge.teacher_data([0.9, 0.8], 512, 0, seed=24)
+    thr = float(theory.mode_thresholds(data.eta_hat[1], beta, depth).lam)
+
+    def estimate(chunk, first_work, threads):
+        monkeypatch.setattr(_engine, "_CHUNK_SECONDS", chunk)
+        monkeypatch.setattr(_engine, "_FIRST_CALL_WORK", first_work)
+        trap = ge.Ensemble(widths, 16)
+        trap.set_weights(traps.aligned_weights(data, widths, 1, beta, n_members=16))
+        return splitting.mean_escape_time(
+            data, trap, ModeThreshold(1, value=thr), lr=0.05, beta=beta, temperature=0.003,
+            batch_size=64, loop_steps=2000, n=20, k=2, runs=4, seed=4, n_threads=threads,
+        )  # fmt: skip
+
+    a = estimate(0.25, 200_000, 2)
+    assert (a.loops["kind"] == "reactive").sum() > 0  # restarts happened
+    for b in (estimate(1e-4, 50, 2), estimate(0.25, 200_000, 1)):
+        assert (b.tau, b.p.p, b.loop, b.up, b.reactive) == (a.tau, a.p.p, a.loop, a.up, a.reactive)

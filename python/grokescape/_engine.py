@@ -846,7 +846,9 @@ class Engine:
             "order_epochs": cat("pool_order_epoch", np.int64),
             "member": cat("pool_member", np.int64),
         }
-        order = np.lexsort((pool["steps"], pool["member"]))
+        # a trajectory is (member, stream): a member that restarted after an escape meets
+        # the same step counts again, and ties would keep the calls' (thread-dependent) order
+        order = np.lexsort((pool["steps"], pool["streams"], pool["member"]))
         pool = {k: v[order] for k, v in pool.items()}
         return events, pool, interrupted
 
