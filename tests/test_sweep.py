@@ -141,10 +141,8 @@ labels = { note = "extra" }
         Sweep([small_cell(), small_cell()])
 
 
-def test_example_sweep_parses():
-    from pathlib import Path
-
-    s = Sweep.from_toml(Path(__file__).parent.parent / "examples" / "sweep_quick.toml")
+def test_example_sweep_parses(repo_file):
+    s = Sweep.from_toml(repo_file("examples/sweep_quick.toml"))
     assert len(s) == 8 and s.n_tasks == 32
 
 
